@@ -1,0 +1,1 @@
+"""Warden's service and composition root: the only package that wires the others together."""

@@ -1,0 +1,134 @@
+"""The application factory: composes state, routes, one middleware, and a cleanup context per resource."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from proxy.errors import MethodNotAllowed, PayloadTooLarge, RouteNotFound, WardenError, error_body
+from proxy.headers import REQUEST_ID, new_request_id, valid_request_id
+from proxy.errors import InvalidRequest, RequestTimeout
+from proxy.metrics import ProxyMetrics
+from proxy.relay import CLIENT_CLOSED, Exchange
+from proxy.routes import add_routes
+from proxy.settings import WardenSettings
+from proxy.state import EXCHANGE, STATE, ProxyState
+from proxy.upstream import HealthProber, UpstreamPool
+
+log = logging.getLogger("warden.app")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error_response(error: WardenError, request_id: str) -> web.Response:
+    response = web.json_response(error.body(), status=error.status, headers={**error.headers, REQUEST_ID: request_id})
+    if isinstance(error, RequestTimeout):
+        response.force_close()  # the body was never read to its end; the connection is unusable
+    return response
+
+
+def _from_http_exception(exc: web.HTTPException) -> WardenError:
+    if exc.status == 404:
+        return RouteNotFound("no such route; Warden serves the OpenAI API under /v1")
+    if exc.status == 405:
+        return MethodNotAllowed(f"method not allowed here; allowed: {exc.headers.get('Allow', '')}".rstrip(": "))
+    if exc.status == 413:
+        return PayloadTooLarge("request body is over the size limit")
+    error = WardenError(exc.text or exc.reason)
+    error.status = exc.status
+    error.type = "invalid_request_error" if exc.status < 500 else "server_error"
+    return error
+
+
+@web.middleware
+async def exchange_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, error mapping and metrics for every route, in one place."""
+    state = request.app[STATE]
+    incoming = request.headers.get(REQUEST_ID)
+    good_id = incoming is None or valid_request_id(incoming)
+    exchange = Exchange(request_id=incoming if incoming and good_id else new_request_id(), started=time.monotonic())
+    request[EXCHANGE] = exchange
+    state.metrics.in_flight += 1
+    status = 500
+    try:
+        try:
+            if not good_id:
+                raise InvalidRequest(
+                    "X-Request-Id must be 1-128 characters of letters, digits and . _ : -", param=REQUEST_ID,
+                    code="invalid_request_id",
+                )
+            response = await handler(request)
+        except WardenError as error:
+            response = _error_response(error, exchange.request_id)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _error_response(_from_http_exception(exc), exchange.request_id)
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED
+            raise
+        except Exception:
+            if exchange.sent:
+                raise
+            log.exception("internal error on request %s", exchange.request_id)
+            error = WardenError("internal error in the proxy; see its log for request id " + exchange.request_id)
+            response = _error_response(error, exchange.request_id)
+        status = exchange.status if exchange.sent and exchange.status else response.status
+        return response
+    finally:
+        state.metrics.in_flight -= 1
+        end = time.monotonic()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        ttfb = exchange.first_byte - exchange.started if exchange.first_byte is not None else None
+        state.metrics.observe_request(route, exchange.model, status, end - exchange.started, ttfb, exchange.upstream_time)
+
+
+def _client_session_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        # No auto headers and no decompression: the client's headers and the upstream's bytes
+        # pass through as they are.
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, enable_cleanup_closed=True)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+        state.attach(session)
+        try:
+            yield
+        finally:
+            state.attach(None)
+            await session.close()
+
+    return ctx
+
+
+def _health_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        prober = HealthProber(state.pool, state.session)
+        await prober.start()
+        try:
+            yield
+        finally:
+            await prober.stop()
+
+    return ctx
+
+
+def create_app(settings: WardenSettings, registry: CollectorRegistry | None = None) -> web.Application:
+    registry = registry if registry is not None else CollectorRegistry()
+    pool = UpstreamPool.from_settings(settings.upstreams)
+    state = ProxyState(settings=settings, pool=pool, registry=registry, metrics=ProxyMetrics(registry, pool))
+    app = web.Application(middlewares=[exchange_middleware], client_max_size=settings.limits.max_body_bytes)
+    app[STATE] = state
+    app.cleanup_ctx.append(_client_session_ctx(state))
+    app.cleanup_ctx.append(_health_ctx(state))
+    add_routes(app)
+    return app

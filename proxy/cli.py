@@ -1,0 +1,133 @@
+"""`warden`: the command line. Heavy imports happen inside commands so `--help` stays instant."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from proxy.settings import ConfigError, WardenSettings, load_settings, settings_for_upstreams
+
+log = logging.getLogger("warden")
+
+EXAMPLES = """\
+examples:
+  warden serve --upstream http://127.0.0.1:8000 --port 8080
+      drop-in proxy; point the OpenAI client at http://127.0.0.1:8080/v1
+  warden serve --config warden.yaml
+  warden check-config warden.yaml
+  warden up
+      the embedded defaults: a local llama.cpp server with a tiny model, and the proxy in front
+"""
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _serve_settings(args: argparse.Namespace) -> WardenSettings:
+    if args.config and args.upstream:
+        raise ConfigError(["give either --config FILE or --upstream URL, not both"])
+    if args.config:
+        settings = load_settings(Path(args.config))
+        if args.port is not None or args.host is not None:
+            listen = settings.listen.model_copy(
+                update={k: v for k, v in (("port", args.port), ("host", args.host)) if v is not None}
+            )
+            settings = settings.model_copy(update={"listen": listen})
+        return settings
+    if args.upstream:
+        return settings_for_upstreams(args.upstream, port=8080 if args.port is None else args.port,
+                                      host=args.host or "127.0.0.1")
+    raise ConfigError(["nothing to proxy: give --upstream URL (repeatable) or --config FILE"])
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from proxy.server import run
+
+    run(_serve_settings(args))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(Path(args.file))
+    except ConfigError as exc:
+        print(f"{args.file}: {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    backends = sum(len(g.backends) for g in settings.upstreams)
+    print(f"{args.file}: OK ({len(settings.upstreams)} upstream group(s), {backends} backend(s), "
+          f"listening on {settings.listen.host}:{settings.listen.port})")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from proxy.embedded import run_embedded
+
+    return run_embedded(port=args.port, host=args.host, state_dir=Path(args.state_dir))
+
+
+def cmd_local_model(args: argparse.Namespace) -> int:
+    from proxy.localmodel import main as localmodel_main
+
+    localmodel_main(args.rest)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="warden",
+        description="Warden: an LLM governance and observability proxy for OpenAI-compatible model servers.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the proxy", description="Run the proxy in front of model servers.")
+    serve.add_argument("--config", metavar="FILE", help="YAML config file (see docs/configuration.md)")
+    serve.add_argument("--upstream", metavar="URL", action="append",
+                       help="an OpenAI-compatible server root, e.g. http://127.0.0.1:8000 (repeatable)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080, or the config's)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1, or the config's)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file and list every problem")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=cmd_check_config)
+
+    up = sub.add_parser("up", help="run the embedded defaults: a local model server and the proxy")
+    up.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--state-dir", default=".warden", help="where models and data live (default .warden)")
+    up.set_defaults(func=cmd_up)
+
+    local = sub.add_parser("local-model", help="serve a GGUF model with llama.cpp (a tiny one by default)",
+                           add_help=False)
+    local.add_argument("rest", nargs=argparse.REMAINDER)
+    local.set_defaults(func=cmd_local_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"warden: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""What crosses the proxy in headers: hop-by-hop headers stop here, a request id goes through."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+     "te", "trailer", "trailers", "transfer-encoding", "upgrade"}
+)
+REQUEST_ID = "X-Request-Id"
+_DROP_REQUEST = HOP_BY_HOP | {"host", "content-length", "x-request-id"}
+_DROP_RESPONSE = HOP_BY_HOP | {"content-length", "x-request-id"}
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def valid_request_id(value: str) -> bool:
+    """Client ids are echoed into logs, headers and (later) the audit trail: keep them inert."""
+    return _REQUEST_ID_RE.fullmatch(value) is not None
+
+
+def _filtered(headers: Mapping[str, str] | CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
+    named = {
+        token.strip().lower()
+        for key, value in headers.items()
+        if key.lower() == "connection"
+        for token in value.split(",")
+    }
+    out: CIMultiDict[str] = CIMultiDict()
+    for key, value in headers.items():
+        lower = key.lower()
+        if lower not in drop and lower not in named:
+            out.add(key, value)
+    return out
+
+
+def upstream_request_headers(
+    headers: CIMultiDictProxy[str], request_id: str, peer: str | None, scheme: str
+) -> CIMultiDict[str]:
+    out = _filtered(headers, _DROP_REQUEST)
+    out[REQUEST_ID] = request_id
+    if peer:
+        prior = headers.get("X-Forwarded-For")
+        out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    out.setdefault("X-Forwarded-Proto", scheme)
+    return out
+
+
+def client_response_headers(headers: CIMultiDictProxy[str], request_id: str) -> CIMultiDict[str]:
+    out = _filtered(headers, _DROP_RESPONSE)
+    out[REQUEST_ID] = request_id
+    return out

@@ -1,0 +1,182 @@
+"""Forwarding one request to a backend and relaying its answer chunk by chunk.
+
+Retry rule: an attempt that failed before any byte reached the client (refused, reset, timed
+out, or a 502/503/504 answer) is retried once on another backend of the group. Once the
+response headers have gone out nothing is retried: an SSE stream gets a well-formed error
+event and ends, any other body is cut off so the client cannot mistake it for a whole one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from proxy.errors import UpstreamError, UpstreamTimeout, Unavailable, WardenError, sse_error_event
+from proxy.headers import client_response_headers, upstream_request_headers
+from proxy.metrics import ProxyMetrics
+from proxy.settings import TimeoutSettings
+from proxy.upstream import Backend, Group
+
+log = logging.getLogger("warden.relay")
+
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+# 5xx answers in a row that eject a backend: a lone 500 is often one bad request, not a bad server.
+EJECT_AFTER_5XX = 3
+CLIENT_CLOSED = 499
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Timings and outcome of one request, filled in as it goes and recorded once at the end."""
+
+    request_id: str
+    started: float
+    model: str | None = None
+    first_byte: float | None = None
+    upstream_time: float = 0.0
+    status: int | None = None
+    sent: bool = False
+
+
+class _FailedBeforeFirstByte(Exception):
+    def __init__(self, error: WardenError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class Relay:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        timeouts: TimeoutSettings,
+        metrics: ProxyMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session = session
+        self.metrics = metrics
+        self.clock = clock
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.connect_s, sock_read=timeouts.read_s)
+
+    async def forward(
+        self, request: web.Request, exchange: Exchange, group: Group, body: bytes, key: str | None
+    ) -> web.StreamResponse:
+        tried: list[Backend] = []
+        last: WardenError | None = None
+        for attempt in range(2):
+            waited_from = self.clock()
+            try:
+                backend = await group.acquire(key, tried)
+            except Unavailable:
+                if last is not None:
+                    raise last from None
+                raise
+            self.metrics.queue_wait.labels(group.name).observe(self.clock() - waited_from)
+            if attempt:
+                self.metrics.retries.labels(group.name).inc()
+                log.info("retrying request %s on %s", exchange.request_id, backend.url)
+            try:
+                return await self._attempt(request, exchange, group, backend, body, final=attempt == 1)
+            except _FailedBeforeFirstByte as failure:
+                tried.append(backend)
+                last = failure.error
+            finally:
+                group.release(backend)
+        assert last is not None
+        raise last
+
+    async def _attempt(
+        self, request: web.Request, exchange: Exchange, group: Group, backend: Backend, body: bytes, *, final: bool
+    ) -> web.StreamResponse:
+        url = URL(backend.url + request.raw_path, encoded=True)
+        headers = upstream_request_headers(request.headers, exchange.request_id, request.remote, request.scheme)
+        started = self.clock()
+        response: web.StreamResponse | None = None
+        upstream: aiohttp.ClientResponse | None = None
+        is_sse = False
+        try:
+            async with self.session.request(
+                request.method, url, data=body or None, headers=headers, timeout=self.timeout, allow_redirects=False
+            ) as upstream:
+                self._judge_status(group, backend, upstream.status, final)
+                response = web.StreamResponse(
+                    status=upstream.status,
+                    reason=upstream.reason,
+                    headers=client_response_headers(upstream.headers, exchange.request_id),
+                )
+                if upstream.content_length is not None:
+                    response.content_length = upstream.content_length
+                is_sse = upstream.content_type == "text/event-stream"
+                exchange.status = upstream.status
+                await self._send(response.prepare(request))
+                exchange.sent = True
+                async for chunk in upstream.content.iter_any():
+                    if exchange.first_byte is None:
+                        exchange.first_byte = self.clock()
+                    await self._send(response.write(chunk))
+                exchange.upstream_time += self.clock() - started
+                await self._send(response.write_eof())
+                return response
+        except _ClientGone:
+            exchange.status = CLIENT_CLOSED
+            log.info("client went away during request %s; upstream request closed", exchange.request_id)
+            assert response is not None
+            return response
+        except asyncio.CancelledError:
+            exchange.status = CLIENT_CLOSED
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            exchange.upstream_time += self.clock() - started
+            timed_out = isinstance(exc, TimeoutError)
+            kind = "timeout" if timed_out else type(exc).__name__
+            self.metrics.upstream_failures.labels(group.name, kind).inc()
+            backend.eject(self.clock(), f"{kind}: {exc}")
+            if response is None or not response.prepared:
+                error_type = UpstreamTimeout if timed_out else UpstreamError
+                what = "timed out" if timed_out else "failed"
+                raise _FailedBeforeFirstByte(error_type(f"upstream {what}: {kind}")) from exc
+            log.warning("upstream %s failed mid-response for %s: %s", backend.url, exchange.request_id, kind)
+            return await self._abort_sent(request, response, is_sse, kind)
+
+    def _judge_status(self, group: Group, backend: Backend, status: int, final: bool) -> None:
+        if status < 500:
+            backend.record_success()
+            return
+        self.metrics.upstream_failures.labels(group.name, f"http_{status}").inc()
+        if backend.record_failure() >= EJECT_AFTER_5XX or status in RETRYABLE_STATUSES:
+            backend.eject(self.clock(), f"answered HTTP {status}")
+        if status in RETRYABLE_STATUSES and not final:
+            raise _FailedBeforeFirstByte(UpstreamError(f"upstream answered HTTP {status}"))
+
+    async def _abort_sent(
+        self, request: web.Request, response: web.StreamResponse, is_sse: bool, kind: str
+    ) -> web.StreamResponse:
+        if is_sse:
+            try:
+                await response.write(sse_error_event(f"upstream failed mid-stream: {kind}"))
+                await response.write_eof()
+                return response
+            except ConnectionError:
+                pass
+        # A plain body cannot carry an error: close the connection so it reads as truncated.
+        if request.transport is not None:
+            request.transport.close()
+        return response
+
+    @staticmethod
+    async def _send(write: object) -> None:
+        """Client-side write failures are told apart from upstream ones: they eject nothing."""
+        try:
+            await write  # type: ignore[misc]
+        except ConnectionError as exc:
+            raise _ClientGone from exc

@@ -1,0 +1,172 @@
+"""HTTP routes: the OpenAI API surface, health, readiness and metrics.
+
+Handlers validate only what the proxy itself needs (a JSON object, `model`, `stream`, the
+prompt for affinity); everything else is the model server's business and passes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from proxy.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, RequestTimeout, Unavailable
+from proxy.state import EXCHANGE, STATE, ProxyState
+from proxy.upstream import Group
+
+OPENAI_POST_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
+
+async def read_body(request: web.Request, state: ProxyState) -> bytes:
+    limit = state.settings.limits.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body of {request.content_length} bytes is over the {limit}-byte limit")
+    try:
+        async with asyncio.timeout(state.settings.timeouts.body_read_s):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body is over the {limit}-byte limit") from None
+    except TimeoutError:
+        raise RequestTimeout(
+            f"request body not received within {state.settings.timeouts.body_read_s:g}s",
+        ) from None
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_encoding") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                             code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    return payload
+
+
+def _require_type(payload: dict[str, Any], name: str, ok: Callable[[Any], bool], what: str) -> None:
+    if name in payload and not ok(payload[name]):
+        raise InvalidRequest(f"'{name}' must be {what}", param=name, code="invalid_type")
+
+
+def validate_openai(payload: dict[str, Any]) -> str:
+    model = payload.get("model")
+    if model is None:
+        raise InvalidRequest("'model' is required", param="model", code="missing_model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("'model' must be a non-empty string", param="model", code="invalid_type")
+    _require_type(payload, "stream", lambda v: v is None or isinstance(v, bool), "a boolean")
+    _require_type(payload, "messages", lambda v: isinstance(v, list), "an array of messages")
+    _require_type(payload, "prompt", lambda v: isinstance(v, (str, list)), "a string or an array")
+    return model
+
+
+def affinity_key(group: Group, request: web.Request, payload: dict[str, Any]) -> str | None:
+    """The session header if sent, else the prompt's first characters: what a KV cache can reuse."""
+    if group.settings.balancer != "prefix_affinity":
+        return None
+    settings = group.settings.affinity
+    session = request.headers.get(settings.session_header)
+    if session:
+        return "s:" + session
+    prompt = payload.get("prompt")
+    if prompt is None:
+        messages = payload.get("messages") or []
+        prompt = "".join(
+            m["content"] for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str)
+        )
+    if isinstance(prompt, list):
+        prompt = "".join(p for p in prompt if isinstance(p, str))
+    return "p:" + prompt[: settings.prefix_chars] if prompt else None
+
+
+async def openai_route(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    body = await read_body(request, state)
+    payload = parse_object(body)
+    model = validate_openai(payload)
+    request[EXCHANGE].model = model
+    group = state.pool.group_for(model)
+    if group is None:
+        raise ModelNotFound(f"the model '{model}' does not exist or is not served here", param="model")
+    return await state.relay.forward(request, request[EXCHANGE], group, body, affinity_key(group, request, payload))
+
+
+async def passthrough_route(request: web.Request) -> web.StreamResponse:
+    """Other /v1 routes go to the group of the body's `model` when there is one, else the default."""
+    state = request.app[STATE]
+    body = await read_body(request, state)
+    group = state.pool.default_group
+    if body and request.content_type == "application/json":
+        try:
+            model = json.loads(body).get("model")
+        except (ValueError, AttributeError):
+            model = None
+        if isinstance(model, str):
+            request[EXCHANGE].model = model
+            group = state.pool.group_for(model) or group
+    return await state.relay.forward(request, request[EXCHANGE], group, body, None)
+
+
+async def _models_of(state: ProxyState, url: str) -> list[dict[str, Any]]:
+    timeout = aiohttp.ClientTimeout(total=state.settings.timeouts.connect_s + 5)
+    try:
+        async with state.session.get(url + "/v1/models", timeout=timeout) as resp:
+            if resp.status != 200:
+                return []
+            data = (await resp.json(content_type=None)).get("data")
+    except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
+        return []
+    return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)] if isinstance(data, list) else []
+
+
+async def models_route(request: web.Request) -> web.Response:
+    """Models from every available backend, kept only where they route back to that backend's group."""
+    state = request.app[STATE]
+    jobs = [(g, b) for g in state.pool.groups for b in g.backends if b.available]
+    listings = await asyncio.gather(*(_models_of(state, b.url) for _, b in jobs))
+    merged: dict[str, dict[str, Any]] = {}
+    for (group, _), models in zip(jobs, listings, strict=True):
+        for model in models:
+            if state.pool.group_for(model["id"]) is group:
+                merged.setdefault(model["id"], model)
+    for group in state.pool.groups:
+        for name in group.literal_models:
+            merged.setdefault(name, {"id": name, "object": "model", "created": 0, "owned_by": group.name})
+    if not merged and not any(listings):
+        raise Unavailable("no upstream answered /v1/models")
+    return web.json_response({"object": "list", "data": list(merged.values())})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    groups = {g.name: g.healthy_count for g in request.app[STATE].pool.groups}
+    ready = all(groups.values())
+    body = {"status": "ready" if ready else "not ready", "healthy_backends": groups}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def metrics_route(request: web.Request) -> web.Response:
+    data = generate_latest(request.app[STATE].registry)
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_routes(app: web.Application) -> None:
+    for path in OPENAI_POST_ROUTES:
+        app.router.add_post(path, openai_route)
+    app.router.add_get("/v1/models", models_route)
+    app.router.add_route("*", "/v1/{tail:.*}", passthrough_route)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_route)

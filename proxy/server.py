@@ -1,0 +1,85 @@
+"""Running the proxy: site, signals, graceful shutdown, event loop choice.
+
+Shutdown stops accepting, lets in-flight requests (streams included) finish for up to
+`server.shutdown_grace_s`, then cancels what is left and closes the cleanup contexts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from proxy.app import create_app
+from proxy.settings import WardenSettings
+
+log = logging.getLogger("warden.server")
+
+
+async def start_runner(
+    settings: WardenSettings, registry: CollectorRegistry | None = None, *, reuse_port: bool = False
+) -> tuple[web.AppRunner, str]:
+    """Start serving and return the runner with the base URL actually bound (port 0 picks one)."""
+    app = create_app(settings, registry)
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,  # a client that disconnects cancels its upstream request
+        shutdown_timeout=settings.server.shutdown_grace_s,
+        access_log=logging.getLogger("warden.access") if settings.server.access_log else None,
+    )
+    await runner.setup()
+    site = web.TCPSite(
+        runner, settings.listen.host, settings.listen.port, reuse_port=reuse_port or None, backlog=1024
+    )
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+async def serve(
+    settings: WardenSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[str], None] | None = None,
+    reuse_port: bool = False,
+) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner, url = await start_runner(settings, reuse_port=reuse_port)
+    groups = ", ".join(f"{g.name}={[b.url for b in g.backends]}" for g in settings.upstreams)
+    log.info("Warden listening on %s (OpenAI base URL %s/v1); upstream groups: %s", url, url, groups)
+    if on_ready is not None:
+        on_ready(url)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: waiting up to %gs for in-flight requests", settings.server.shutdown_grace_s)
+        await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("stopped")
+
+
+def run_loop(main: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
+    """Run on uvloop when asked and installed; the default loop otherwise."""
+    factory = None
+    if use_uvloop:
+        try:
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        except ImportError:
+            log.info("uvloop is not installed; using asyncio's default event loop")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
+
+
+def run(settings: WardenSettings) -> None:
+    run_loop(serve(settings), settings.server.uvloop)

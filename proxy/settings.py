@@ -1,0 +1,184 @@
+"""Warden's configuration: one YAML file, validated whole at start, with env overrides.
+
+Every section is a pydantic model so that `warden check-config` can report every bad key
+with its path before anything starts. Environment variables override the file with the
+`WARDEN_` prefix and `__` between nested keys (`WARDEN_LISTEN__PORT=9000`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from yarl import URL
+
+
+class _Section(BaseModel):
+    """Unknown keys are errors: a typo in a config file must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListenSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class TimeoutSettings(_Section):
+    connect_s: float = Field(5.0, gt=0, description="TCP connect to an upstream.")
+    read_s: float = Field(
+        120.0, gt=0, description="Longest silence from an upstream: before headers or between chunks."
+    )
+    body_read_s: float = Field(30.0, gt=0, description="Longest time a client may take to send its body.")
+
+
+class LimitSettings(_Section):
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+
+
+class HealthSettings(_Section):
+    """Active probes plus passive ejection; an ejected backend returns only after a probe passes."""
+
+    path: str = "/v1/models"
+    interval_s: float = Field(5.0, gt=0)
+    timeout_s: float = Field(2.0, gt=0)
+    healthy_threshold: int = Field(1, ge=1)
+    unhealthy_threshold: int = Field(2, ge=1)
+    eject_base_s: float = Field(1.0, gt=0)
+    eject_max_s: float = Field(60.0, gt=0)
+
+
+class QueueSettings(_Section):
+    max_waiting: int = Field(256, ge=0, description="Requests that may wait for a free backend slot.")
+    timeout_s: float = Field(10.0, gt=0, description="Longest wait for a slot before a 503.")
+
+
+class AffinitySettings(_Section):
+    prefix_chars: int = Field(256, gt=0)
+    session_header: str = "x-session-id"
+    virtual_nodes: int = Field(64, gt=0)
+
+
+class BackendSettings(_Section):
+    url: str
+    weight: int = Field(1, ge=1)
+    max_concurrency: int | None = Field(None, ge=1, description="Overrides the group's cap.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        url = URL(value)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return normalise_backend_url(value)
+
+
+class GroupSettings(_Section):
+    name: str
+    models: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    backends: list[BackendSettings] = Field(min_length=1)
+    balancer: Literal["least_outstanding", "round_robin", "prefix_affinity"] = "least_outstanding"
+    max_concurrency: int = Field(64, ge=1, description="Per-backend cap on outstanding requests.")
+    queue: QueueSettings = QueueSettings()
+    health: HealthSettings = HealthSettings()
+    affinity: AffinitySettings = AffinitySettings()
+
+
+class ServerSettings(_Section):
+    shutdown_grace_s: float = Field(30.0, ge=0)
+    uvloop: bool = True
+    access_log: bool = False
+
+
+class WardenSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WARDEN_", env_nested_delimiter="__", extra="forbid")
+
+    listen: ListenSettings = ListenSettings()
+    upstreams: list[GroupSettings] = Field(default_factory=list)
+    timeouts: TimeoutSettings = TimeoutSettings()
+    limits: LimitSettings = LimitSettings()
+    server: ServerSettings = ServerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file: deployments patch one value without a new file.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _groups_coherent(self) -> WardenSettings:
+        if not self.upstreams:
+            raise ValueError("at least one upstream group is required (upstreams: [...])")
+        names = [g.name for g in self.upstreams]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate upstream group names: {', '.join(dupes)}")
+        return self
+
+
+def normalise_backend_url(value: str) -> str:
+    """Backends are server roots; a trailing `/v1` (the OpenAI base URL habit) is dropped."""
+    url = value.rstrip("/")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url
+
+
+class ConfigError(Exception):
+    """A config that cannot be used, with one line per problem, each naming its key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _describe(error: Any) -> str:
+    path = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    return f"{path}: {error['msg']}"
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}"]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of sections"])
+    return data
+
+
+def build_settings(data: dict[str, Any]) -> WardenSettings:
+    """Validate raw config data (plus env overrides), turning every failure into a ConfigError."""
+    try:
+        return WardenSettings(**data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(e) for e in exc.errors()]) from exc
+
+
+def load_settings(path: Path) -> WardenSettings:
+    return build_settings(read_yaml(path))
+
+
+def settings_for_upstreams(urls: list[str], port: int, host: str = "127.0.0.1") -> WardenSettings:
+    """The zero-config drop-in: every model goes to one group holding the given servers."""
+    group = {"name": "default", "models": ["*"], "backends": [{"url": u} for u in urls]}
+    return build_settings({"listen": {"host": host, "port": port}, "upstreams": [group]})

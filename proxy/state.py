@@ -1,0 +1,45 @@
+"""Shared state of one proxy application, reached through typed AppKeys (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from proxy.metrics import ProxyMetrics
+from proxy.relay import Exchange, Relay
+from proxy.settings import WardenSettings
+from proxy.upstream import UpstreamPool
+
+
+@dataclass
+class ProxyState:
+    settings: WardenSettings
+    pool: UpstreamPool
+    registry: CollectorRegistry
+    metrics: ProxyMetrics
+    # Set by the client-session cleanup context, which owns the session's lifetime.
+    _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    _relay: Relay | None = field(default=None, repr=False)
+
+    def attach(self, session: aiohttp.ClientSession | None) -> None:
+        self._session = session
+        self._relay = Relay(session, self.settings.timeouts, self.metrics) if session else None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the proxy's client session is not open (app not started)")
+        return self._session
+
+    @property
+    def relay(self) -> Relay:
+        if self._relay is None:
+            raise RuntimeError("the proxy's relay is not ready (app not started)")
+        return self._relay
+
+
+STATE = web.AppKey("warden_state", ProxyState)
+EXCHANGE = web.RequestKey("warden_exchange", Exchange)

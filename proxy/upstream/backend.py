@@ -1,0 +1,99 @@
+"""One upstream model server and the health state the balancer and the prober share.
+
+State changes happen on the event loop only (no locks): the relay counts outstanding requests
+and reports failures, the health prober reports probe results.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from proxy.settings import HealthSettings
+
+log = logging.getLogger("warden.upstream")
+
+
+@dataclass(eq=False)
+class Backend:
+    """Identity-hashed so balancers can key their per-backend state on the object itself."""
+
+    url: str
+    group: str
+    health: HealthSettings
+    weight: int = 1
+    max_concurrency: int = 64
+    outstanding: int = 0
+    healthy: bool = True
+    ejected_until: float = 0.0
+    probe_pending: bool = False
+    ejections_in_a_row: int = 0
+    ejections_total: int = 0
+    failures_in_a_row: int = 0
+    _probe_ok_streak: int = field(default=0, repr=False)
+    _probe_fail_streak: int = field(default=0, repr=False)
+
+    @property
+    def available(self) -> bool:
+        """Takes new requests: actively healthy and not waiting out (or re-proving after) an ejection."""
+        return self.healthy and not self.probe_pending
+
+    @property
+    def saturated(self) -> bool:
+        return self.outstanding >= self.max_concurrency
+
+    @property
+    def load(self) -> float:
+        return self.outstanding / self.weight
+
+    def eject(self, now: float, reason: str) -> bool:
+        """Take the backend out with exponential back-off; it comes back only after a passing probe.
+
+        Returns False when it was already out, so concurrent failures count as one ejection.
+        """
+        if self.probe_pending:
+            return False
+        backoff = min(self.health.eject_base_s * 2**self.ejections_in_a_row, self.health.eject_max_s)
+        self.ejections_in_a_row += 1
+        self.ejections_total += 1
+        self.ejected_until = now + backoff
+        self.probe_pending = True
+        log.warning("ejected %s (group %s) for %.1fs: %s", self.url, self.group, backoff, reason)
+        return True
+
+    def record_success(self) -> None:
+        self.failures_in_a_row = 0
+        if not self.probe_pending:
+            self.ejections_in_a_row = 0
+
+    def record_failure(self) -> int:
+        self.failures_in_a_row += 1
+        return self.failures_in_a_row
+
+    def probe_due(self, now: float) -> bool:
+        """An ejected backend is probed as soon as its back-off ends, not at the next interval."""
+        return not self.probe_pending or now >= self.ejected_until
+
+    def record_probe(self, ok: bool, now: float) -> bool:
+        """Apply one active probe result; returns True when the backend became available again."""
+        was_available = self.available
+        if ok:
+            self._probe_ok_streak += 1
+            self._probe_fail_streak = 0
+            if not self.healthy and self._probe_ok_streak >= self.health.healthy_threshold:
+                self.healthy = True
+                log.warning("%s (group %s) is healthy again", self.url, self.group)
+            if self.probe_pending and now >= self.ejected_until:
+                self.probe_pending = False
+                self.failures_in_a_row = 0
+                log.warning("%s (group %s) passed its probe after ejection", self.url, self.group)
+        else:
+            self._probe_fail_streak += 1
+            self._probe_ok_streak = 0
+            if self.healthy and self._probe_fail_streak >= self.health.unhealthy_threshold:
+                self.healthy = False
+                log.warning("%s (group %s) failed %d probes: unhealthy", self.url, self.group, self._probe_fail_streak)
+            if self.probe_pending and now >= self.ejected_until:
+                self.probe_pending = False
+                self.eject(now, "probe after ejection failed")
+        return self.available and not was_available

@@ -1,0 +1,164 @@
+"""A group of interchangeable backends serving a set of model names, with a bounded wait queue.
+
+A request takes a slot on one backend (`acquire`) and gives it back (`release`). When every
+available backend is at its cap, requests wait in FIFO order up to the queue deadline; a full
+queue answers 429 at once, an expired wait or a group with no available backend answers 503,
+both with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Collection
+
+from proxy.errors import Overloaded, Unavailable
+from proxy.settings import GroupSettings
+from proxy.upstream.backend import Backend
+from proxy.upstream.balancer import make_balancer
+
+
+class Group:
+    def __init__(
+        self,
+        settings: GroupSettings,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.patterns = settings.models
+        self.literal_models = [p for p in settings.models if not any(c in p for c in "*?[")]
+        self.backends = [
+            Backend(
+                url=b.url,
+                group=settings.name,
+                health=settings.health,
+                weight=b.weight,
+                max_concurrency=b.max_concurrency or settings.max_concurrency,
+            )
+            for b in settings.backends
+        ]
+        self.balancer = make_balancer(settings.balancer, self.backends, settings.affinity.virtual_nodes, rng)
+        self.clock = clock
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def matches(self, model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, p) for p in self.patterns)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def healthy_count(self) -> int:
+        return sum(1 for b in self.backends if b.available)
+
+    def try_pick(self, key: str | None, exclude: Collection[Backend] = ()) -> Backend | None:
+        candidates = [b for b in self.backends if b.available and b not in exclude]
+        if not candidates:
+            raise Unavailable(
+                f"no healthy backend in upstream group {self.name!r}",
+                headers={"Retry-After": str(self._retry_after())},
+            )
+        return self.balancer.pick(candidates, key)
+
+    async def acquire(self, key: str | None, exclude: Collection[Backend] = ()) -> Backend:
+        """Take a slot, waiting in line if needed; the caller must `release` the returned backend."""
+        backend = None if self._waiters else self.try_pick(key, exclude)
+        if backend is None:
+            backend = await self._wait_for_slot(key, exclude)
+        backend.outstanding += 1
+        return backend
+
+    def release(self, backend: Backend) -> None:
+        backend.outstanding -= 1
+        self.wake_one()
+
+    def wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def wake_all(self) -> None:
+        """Capacity came back (a backend recovered): let every waiter try again."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait_for_slot(self, key: str | None, exclude: Collection[Backend]) -> Backend:
+        queue = self.settings.queue
+        if len(self._waiters) >= queue.max_waiting:
+            raise Overloaded(
+                f"upstream group {self.name!r} is at capacity and its queue is full",
+                headers={"Retry-After": "1"},
+            )
+        deadline = self.clock() + queue.timeout_s
+        loop = asyncio.get_running_loop()
+        first = True
+        while True:
+            waiter: asyncio.Future[None] = loop.create_future()
+            # A waiter woken but beaten to the slot keeps its place at the head of the line.
+            if first:
+                self._waiters.append(waiter)
+            else:
+                self._waiters.appendleft(waiter)
+            first = False
+            try:
+                async with asyncio.timeout(max(0.0, deadline - self.clock())):
+                    await waiter
+            except TimeoutError:
+                if waiter.done() and not waiter.cancelled():
+                    self.wake_one()
+                raise Unavailable(
+                    f"timed out after {queue.timeout_s:g}s waiting for a free backend in group {self.name!r}",
+                    headers={"Retry-After": str(self._retry_after())},
+                ) from None
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self.wake_one()  # pass the wake-up on rather than lose it
+                raise
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                if waiter.cancelled() and waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            backend = self.try_pick(key, exclude)
+            if backend is not None:
+                return backend
+
+    def _retry_after(self) -> int:
+        now = self.clock()
+        pending = [b.ejected_until - now for b in self.backends if b.probe_pending]
+        wait = min(pending) if pending else self.settings.health.interval_s
+        return max(1, math.ceil(wait))
+
+
+class UpstreamPool:
+    """Every configured group; the first group whose model patterns match the request wins."""
+
+    def __init__(self, groups: list[Group]) -> None:
+        self.groups = groups
+        wildcard = [g for g in groups if "*" in g.patterns]
+        self.default_group = wildcard[0] if wildcard else groups[0]
+
+    @classmethod
+    def from_settings(cls, settings: list[GroupSettings], rng: random.Random | None = None) -> UpstreamPool:
+        return cls([Group(s, rng=rng) for s in settings])
+
+    def group_for(self, model: str) -> Group | None:
+        for group in self.groups:
+            if group.matches(model):
+                return group
+        return None
+
+    def backends(self) -> list[Backend]:
+        return [b for g in self.groups for b in g.backends]
