@@ -50,7 +50,7 @@ def _serve_settings(args: argparse.Namespace) -> WardenSettings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.server import run
 
-    run(_serve_settings(args))
+    run(_serve_settings(args), reuse_port=args.reuse_port)
     return 0
 
 
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="an OpenAI-compatible server root, e.g. http://127.0.0.1:8000 (repeatable)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080, or the config's)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1, or the config's)")
+    serve.add_argument("--reuse-port", action="store_true",
+                       help="bind with SO_REUSEPORT so several warden processes can share the port")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a config file and list every problem")

@@ -81,5 +81,5 @@ def run_loop(main: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
         runner.run(main)
 
 
-def run(settings: WardenSettings) -> None:
-    run_loop(serve(settings), settings.server.uvloop)
+def run(settings: WardenSettings, *, reuse_port: bool = False) -> None:
+    run_loop(serve(settings, reuse_port=reuse_port), settings.server.uvloop)
