@@ -11,9 +11,15 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proxy.errors import MethodNotAllowed, PayloadTooLarge, RouteNotFound, WardenError, error_body
+from proxy.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RequestTimeout,
+    RouteNotFound,
+    WardenError,
+)
 from proxy.headers import REQUEST_ID, new_request_id, valid_request_id
-from proxy.errors import InvalidRequest, RequestTimeout
 from proxy.metrics import ProxyMetrics
 from proxy.relay import CLIENT_CLOSED, Exchange
 from proxy.routes import add_routes
@@ -77,8 +83,8 @@ async def exchange_middleware(request: web.Request, handler: Handler) -> web.Str
             if exchange.sent:
                 raise
             log.exception("internal error on request %s", exchange.request_id)
-            error = WardenError("internal error in the proxy; see its log for request id " + exchange.request_id)
-            response = _error_response(error, exchange.request_id)
+            internal = WardenError("internal error in the proxy; see its log for request id " + exchange.request_id)
+            response = _error_response(internal, exchange.request_id)
         status = exchange.status if exchange.sent and exchange.status else response.status
         return response
     finally:
@@ -87,7 +93,8 @@ async def exchange_middleware(request: web.Request, handler: Handler) -> web.Str
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         ttfb = exchange.first_byte - exchange.started if exchange.first_byte is not None else None
-        state.metrics.observe_request(route, exchange.model, status, end - exchange.started, ttfb, exchange.upstream_time)
+        total = end - exchange.started
+        state.metrics.observe_request(route, exchange.model, status, total, ttfb, exchange.upstream_time)
 
 
 def _client_session_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[None]]:

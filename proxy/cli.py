@@ -77,7 +77,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_local_model(args: argparse.Namespace) -> int:
     from proxy.localmodel import main as localmodel_main
 
-    localmodel_main(args.rest)
+    localmodel_main(args.rest, prog="warden local-model")
     return 0
 
 

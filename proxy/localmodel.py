@@ -212,9 +212,9 @@ def run_server(
     params.n_ctx = n_ctx
     params.n_parallel = n_parallel
     params.n_predict = max_tokens
-    # Each connection a pooling client keeps open holds an HTTP worker; with
-    # llama.cpp's small default, 64 pooled aiohttp connections stalled on the 5 s
-    # keep-alive timeout (~45 req/s instead of ~250).  Idle threads cost nothing.
+    # Each connection a pooling client keeps open holds an HTTP worker.  With
+    # llama.cpp's small default, 32 pooled aiohttp connections stalled on its 5 s
+    # keep-alive timeout (~45 req/s instead of ~350).  Idle threads cost nothing.
     params.n_threads_http = 64
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
@@ -244,10 +244,10 @@ def run_server(
             signal.signal(sig, handler)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m proxy.localmodel") -> None:
     """Command-line entry point: ``python -m proxy.localmodel --port N``."""
     parser = argparse.ArgumentParser(
-        prog="python -m proxy.localmodel",
+        prog=prog,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=(
             "Serve a tiny random-weight llama model through llama.cpp's "
@@ -270,12 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     add("--threads", type=int, default=1, help="CPU threads for inference")
     add("--parallel", type=int, default=4, help="concurrently decoded requests")
     add("--ctx", type=int, default=4096, help="total context, split across slots")
-    add(
-        "--max-tokens",
-        type=int,
-        default=256,
-        help="max_tokens for requests without one",
-    )
+    add("--max-tokens", type=int, default=256, help="for requests that set none")
     add("--quiet", action="store_true", help="hide llama.cpp's per-request logs")
     args = parser.parse_args(argv)
 

@@ -66,6 +66,10 @@ class ProxyMetrics:
             "warden_upstream_retries", "Requests retried on another backend after a failure before any byte.",
             ["group"], registry=registry,
         )
+        self.upstream_responses = Counter(
+            "warden_upstream_responses", "Upstream answers by backend and HTTP status.",
+            ["group", "backend", "status"], registry=registry,
+        )
         self.upstream_failures = Counter(
             "warden_upstream_failures", "Upstream attempts that failed, by kind.",
             ["group", "kind"], registry=registry,

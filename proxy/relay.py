@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
-from proxy.errors import UpstreamError, UpstreamTimeout, Unavailable, WardenError, sse_error_event
+from proxy.errors import Unavailable, UpstreamError, UpstreamTimeout, WardenError, sse_error_event
 from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.metrics import ProxyMetrics
 from proxy.settings import TimeoutSettings
@@ -105,9 +106,8 @@ class Relay:
         upstream: aiohttp.ClientResponse | None = None
         is_sse = False
         try:
-            async with self.session.request(
-                request.method, url, data=body or None, headers=headers, timeout=self.timeout, allow_redirects=False
-            ) as upstream:
+            async with await self._open(request.method, url, body, headers) as upstream:
+                self.metrics.upstream_responses.labels(group.name, backend.url, str(upstream.status)).inc()
                 self._judge_status(group, backend, upstream.status, final)
                 response = web.StreamResponse(
                     status=upstream.status,
@@ -147,6 +147,26 @@ class Relay:
                 raise _FailedBeforeFirstByte(error_type(f"upstream {what}: {kind}")) from exc
             log.warning("upstream %s failed mid-response for %s: %s", backend.url, exchange.request_id, kind)
             return await self._abort_sent(request, response, is_sse, kind)
+
+    async def _open(self, method: str, url: URL, body: bytes, headers: CIMultiDict[str]) -> aiohttp.ClientResponse:
+        """Send, re-sending once when a pooled keep-alive connection turns out to be closed.
+
+        Servers close idle or post-stream connections on their own schedule (llama.cpp closes
+        after every stream); aiohttp re-sends only idempotent methods, so POSTs are re-sent here.
+        A refused or timed-out connect is not stale: it fails at once.
+        """
+        for resend in (False, True):
+            try:
+                return await self.session.request(
+                    method, url, data=body or None, headers=headers, timeout=self.timeout, allow_redirects=False
+                )
+            except aiohttp.ClientConnectorError:
+                raise
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if resend:
+                    raise
+                log.debug("stale pooled connection to %s (%r); sending again on a fresh one", url.origin(), exc)
+        raise AssertionError("unreachable")
 
     def _judge_status(self, group: Group, backend: Backend, status: int, final: bool) -> None:
         if status < 500:

@@ -81,5 +81,7 @@ def run_loop(main: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
         runner.run(main)
 
 
-def run(settings: WardenSettings, *, reuse_port: bool = False) -> None:
-    run_loop(serve(settings, reuse_port=reuse_port), settings.server.uvloop)
+def run(
+    settings: WardenSettings, *, reuse_port: bool = False, on_ready: Callable[[str], None] | None = None
+) -> None:
+    run_loop(serve(settings, reuse_port=reuse_port, on_ready=on_ready), settings.server.uvloop)

@@ -101,7 +101,9 @@ class PrefixAffinity:
         return min(free, key=lambda b: b.load) if free else None
 
 
-def make_balancer(kind: str, backends: Sequence[Backend], virtual_nodes: int, rng: random.Random | None = None) -> Balancer:
+def make_balancer(
+    kind: str, backends: Sequence[Backend], virtual_nodes: int, rng: random.Random | None = None
+) -> Balancer:
     if kind == "least_outstanding":
         return LeastOutstanding(rng)
     if kind == "round_robin":

@@ -96,3 +96,9 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_serve_without_upstreams_explains(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve"]) == 2
     assert "give --upstream URL" in capsys.readouterr().err
+
+
+def test_shipped_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "warden.yaml"
+    settings = load_settings(example)
+    assert [g.name for g in settings.upstreams] == ["llama", "everything-else"]

@@ -59,8 +59,9 @@ class FakeUpstream:
             await self.server.close()
 
     def _record(self, request: web.Request, body: bytes) -> None:
-        self.requests.append({"path": request.path_qs, "method": request.method,
-                              "headers": dict(request.headers), "body": body})
+        self.requests.append(
+            {"path": request.path_qs, "method": request.method, "headers": dict(request.headers), "body": body}
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -70,18 +71,30 @@ class FakeUpstream:
             if script.hang_s:
                 await asyncio.sleep(script.hang_s)
             if script.status != 200:
-                return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}},
-                                         status=script.status)
+                return web.json_response(
+                    {"error": {"message": "scripted failure", "type": "server_error"}}, status=script.status
+                )
             payload = json.loads(body)
             if payload.get("stream"):
                 return await self._stream(request, payload)
-            return web.json_response({
-                "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": payload.get("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": script.content},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                "served_by": self.name,
-            }, headers={"X-Served-By": self.name})
+            return web.json_response(
+                {
+                    "id": "cmpl-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": payload.get("model"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": script.content},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    "served_by": self.name,
+                },
+                headers={"X-Served-By": self.name},
+            )
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
@@ -95,8 +108,13 @@ class FakeUpstream:
                 assert request.transport is not None
                 request.transport.abort()
                 return response
-            chunk = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": 0, "model": payload.get("model"),
-                     "choices": [{"index": 0, "delta": {"content": f"{script.content}{i} "}, "finish_reason": None}]}
+            chunk = {
+                "id": "cmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": payload.get("model"),
+                "choices": [{"index": 0, "delta": {"content": f"{script.content}{i} "}, "finish_reason": None}],
+            }
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
             if script.chunk_delay_s:
                 await asyncio.sleep(script.chunk_delay_s)
@@ -108,8 +126,13 @@ class FakeUpstream:
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.read()
         self._record(request, body)
-        return web.json_response({"object": "list", "data": [{"object": "embedding", "index": 0,
-                                                               "embedding": [0.1, 0.2]}], "model": "fake-model"})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+                "model": "fake-model",
+            }
+        )
 
     async def _models(self, request: web.Request) -> web.Response:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": self.name} for m in self.script.models]

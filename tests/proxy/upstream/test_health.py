@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import aiohttp
 
@@ -18,10 +19,10 @@ def pool_for(urls: list[str], interval_s: float = 0.1, path: str = "/v1/models")
     return UpstreamPool([Group(GroupSettings(name="g", backends=[{"url": u} for u in urls], health=health))])
 
 
-async def until(condition: object, timeout: float = 3.0) -> float:
+async def until(condition: Callable[[], bool], limit_s: float = 3.0) -> float:
     start = time.monotonic()
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() - start < timeout, "condition not reached in time"
+    while not condition():
+        assert time.monotonic() - start < limit_s, "condition not reached in time"
         await asyncio.sleep(0.01)
     return time.monotonic() - start
 

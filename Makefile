@@ -1,0 +1,45 @@
+# The two commands: `make run` and `make test`. Both install into .venv when needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: run test lint typecheck unit bench bench-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-run: pyproject.toml | $(PY)
+	$(PIP) install -e '.[local]'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PIP) install -e '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+## run: the proxy in front of a local llama.cpp server with a tiny generated model
+run: $(VENV)/.installed-run
+	$(VENV)/bin/warden up
+
+## test: lint, type-check and every test
+test: $(VENV)/.installed-test lint typecheck unit
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check proxy detectors drift tests bench
+
+typecheck: $(VENV)/.installed-test
+	$(PY) -m mypy
+
+unit: $(VENV)/.installed-test
+	$(PY) -m pytest -q
+
+## bench: proxy overhead against nginx, a minimal relay and LiteLLM (needs bench-deps; minutes)
+bench-deps:
+	command -v wrk >/dev/null && command -v nginx >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light)
+
+bench: $(VENV)/.installed-test bench-deps
+	$(PY) bench/proxy_overhead.py
+
+clean:
+	rm -rf $(VENV) .warden .pytest_cache .mypy_cache .ruff_cache
