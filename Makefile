@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
+# The CPU build of torch (a plain `torch` from PyPI is the multi-GB CUDA build); set TORCH_SPEC to change.
+TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: run test lint typecheck unit bench bench-deps clean
 
@@ -14,6 +16,7 @@ $(VENV)/.installed-run: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PIP) install '$(TORCH_SPEC)'
 	$(PIP) install -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
@@ -39,7 +42,9 @@ bench-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light)
 
 bench: $(VENV)/.installed-test bench-deps
+	$(PIP) install -e '.[bench]'
 	$(PY) bench/proxy_overhead.py
+	$(PY) bench/scanner.py
 
 clean:
 	rm -rf $(VENV) .warden .pytest_cache .mypy_cache .ruff_cache

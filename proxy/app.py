@@ -11,6 +11,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from detectors.runtime.client import ScannerClient
+from detectors.runtime.supervisor import ScannerSupervisor
 from proxy.errors import (
     InvalidRequest,
     MethodNotAllowed,
@@ -129,6 +131,29 @@ def _health_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[
     return ctx
 
 
+def _scanner_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = state.settings.scanner
+        if settings.mode == "off" or (settings.mode == "managed" and not settings.models):
+            reason = "scanner.mode is off" if settings.mode == "off" else "no scanner.models configured"
+            log.warning("scanner not started (%s): no detector will run", reason)
+            yield
+            return
+        supervisor = ScannerSupervisor(settings) if settings.mode == "managed" else None
+        if supervisor is not None:
+            await supervisor.start()  # returns once models are loaded and warmed up
+        state.scanner = ScannerClient(settings.address, settings.call_timeout_s)
+        try:
+            yield
+        finally:
+            await state.scanner.close()
+            state.scanner = None
+            if supervisor is not None:
+                await supervisor.stop()
+
+    return ctx
+
+
 def create_app(settings: WardenSettings, registry: CollectorRegistry | None = None) -> web.Application:
     registry = registry if registry is not None else CollectorRegistry()
     pool = UpstreamPool.from_settings(settings.upstreams)
@@ -137,5 +162,6 @@ def create_app(settings: WardenSettings, registry: CollectorRegistry | None = No
     app[STATE] = state
     app.cleanup_ctx.append(_client_session_ctx(state))
     app.cleanup_ctx.append(_health_ctx(state))
+    app.cleanup_ctx.append(_scanner_ctx(state))
     add_routes(app)
     return app

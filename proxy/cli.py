@@ -81,6 +81,12 @@ def cmd_local_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scanner(args: argparse.Namespace) -> int:
+    from detectors.runtime.process import main as scanner_main
+
+    return scanner_main(args.rest, prog="warden scanner")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="warden",
@@ -111,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--state-dir", default=".warden", help="where models and data live (default .warden)")
     up.set_defaults(func=cmd_up)
 
+    scanner = sub.add_parser("scanner", help="run the scanner process (models, GPU, micro-batching) on its own",
+                             add_help=False)
+    scanner.add_argument("rest", nargs=argparse.REMAINDER)
+    scanner.set_defaults(func=cmd_scanner)
+
     local = sub.add_parser("local-model", help="serve a GGUF model with llama.cpp (a tiny one by default)",
                            add_help=False)
     local.add_argument("rest", nargs=argparse.REMAINDER)
@@ -118,7 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _passthrough(command: str, rest: list[str]) -> int:
+    """Commands that own their whole argument list (argparse's REMAINDER cannot take a leading --help)."""
+    namespace = argparse.Namespace(rest=rest)
+    return cmd_scanner(namespace) if command == "scanner" else cmd_local_model(namespace)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("scanner", "local-model"):
+        return _passthrough(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,10 +16,12 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from detectors.runtime.client import ScannerError
 from proxy.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, RequestTimeout, Unavailable
 from proxy.state import EXCHANGE, STATE, ProxyState
 from proxy.upstream import Group
 
+log = logging.getLogger("warden.routes")
 OPENAI_POST_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 
@@ -158,7 +161,14 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_route(request: web.Request) -> web.Response:
-    data = generate_latest(request.app[STATE].registry)
+    """The proxy's metrics, followed by the scanner's (fetched over its socket), in one scrape."""
+    state = request.app[STATE]
+    data = generate_latest(state.registry)
+    if state.scanner is not None:
+        try:
+            data += (await state.scanner.metrics_text(timeout_s=1.0)).encode()
+        except ScannerError as exc:
+            log.warning("scanner metrics left out of this scrape: %s", exc)
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

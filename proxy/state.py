@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from detectors.runtime.client import ScannerClient
 from proxy.metrics import ProxyMetrics
 from proxy.relay import Exchange, Relay
 from proxy.settings import WardenSettings
@@ -20,6 +21,8 @@ class ProxyState:
     pool: UpstreamPool
     registry: CollectorRegistry
     metrics: ProxyMetrics
+    # The scanner client while the scanner cleanup context holds one; None when scanning is off.
+    scanner: ScannerClient | None = None
     # Set by the client-session cleanup context, which owns the session's lifetime.
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
     _relay: Relay | None = field(default=None, repr=False)

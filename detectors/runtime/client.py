@@ -1,0 +1,167 @@
+"""The proxy's side of the scanner socket: concurrent calls over one connection, matched by id.
+
+When the connection drops (the scanner crashed or restarts) every pending call fails at once
+with `ScannerUnavailable`, rather than waiting out its timeout; the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from detectors.runtime.protocol import (
+    FrameError,
+    MetricsRequest,
+    PingRequest,
+    Priority,
+    Reply,
+    ScanRequest,
+    TaskInfo,
+    encode,
+    read_frame,
+    unpack_vectors,
+)
+
+log = logging.getLogger("warden.scanner.client")
+
+
+class ScannerError(Exception):
+    """Base for every way a scan can fail; detectors map these to fail-open or fail-closed."""
+
+
+class ScannerUnavailable(ScannerError):
+    pass
+
+
+class ScannerTimeout(ScannerError):
+    pass
+
+
+class ScannerOverloaded(ScannerError):
+    pass
+
+
+class ScanFailed(ScannerError):
+    pass
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    labels: list[str]
+    scores: np.ndarray[Any, Any] | None = None
+    vectors: np.ndarray[Any, Any] | None = None
+
+
+class ScannerClient:
+    def __init__(self, address: str, call_timeout_s: float = 5.0, connect_timeout_s: float = 1.0) -> None:
+        self.address = address
+        self.call_timeout_s = call_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._connect_lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.address.startswith("tcp://"):
+            host, _, port = self.address[len("tcp://"):].rpartition(":")
+            return await asyncio.open_connection(host, int(port))
+        return await asyncio.open_unix_connection(self.address.removeprefix("unix://"))
+
+    async def _ensure_connected(self) -> asyncio.StreamWriter:
+        async with self._connect_lock:
+            if self._writer is not None and self.connected:
+                return self._writer
+            await self._drop(ScannerUnavailable("reconnecting"))
+            try:
+                async with asyncio.timeout(self.connect_timeout_s):
+                    reader, writer = await self._open()
+            except (OSError, TimeoutError) as exc:
+                raise ScannerUnavailable(f"cannot reach the scanner at {self.address}: {exc}") from exc
+            self._writer = writer
+            self._reader_task = asyncio.create_task(self._read_loop(reader), name="scanner-client-reader")
+            return writer
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        reason = "scanner closed the connection"
+        try:
+            while (body := await read_frame(reader)) is not None:
+                reply = Reply.model_validate_json(body)
+                future = self._pending.get(reply.id)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+        except (FrameError, ConnectionError, ValidationError) as exc:
+            reason = f"scanner connection broke: {exc}"
+        finally:
+            self._fail_pending(ScannerUnavailable(reason))
+            if self._writer is not None:
+                self._writer.close()
+            self._writer = None
+
+    def _fail_pending(self, error: Exception) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+
+    async def _drop(self, error: Exception) -> None:
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+            self._reader_task = None
+        self._fail_pending(error)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    async def _call(self, message: ScanRequest | PingRequest | MetricsRequest, timeout_s: float | None) -> Reply:
+        writer = await self._ensure_connected()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[message.id] = future
+        try:
+            writer.write(encode(message))
+            async with asyncio.timeout(timeout_s or self.call_timeout_s):
+                await writer.drain()
+                reply = await future
+        except TimeoutError:
+            raise ScannerTimeout(f"scanner did not answer within {timeout_s or self.call_timeout_s:g}s") from None
+        except ConnectionError as exc:
+            raise ScannerUnavailable(f"scanner connection broke: {exc}") from exc
+        finally:
+            del self._pending[message.id]
+        if not reply.ok:
+            kind = {"overloaded": ScannerOverloaded, "shutting_down": ScannerUnavailable}.get(reply.error or "",
+                                                                                              ScanFailed)
+            raise kind(f"{reply.error}: {reply.message}")
+        return reply
+
+    async def scan(self, task: str, texts: list[str], priority: Priority = "request",
+                   timeout_s: float | None = None) -> ScanResult:
+        reply = await self._call(ScanRequest(id=next(self._ids), task=task, texts=texts, priority=priority), timeout_s)
+        if reply.vectors is not None and reply.dim:
+            return ScanResult(labels=[], vectors=unpack_vectors(reply.vectors, reply.dim))
+        scores = np.asarray(reply.scores or [], dtype=np.float32).reshape(len(texts), -1)
+        return ScanResult(labels=reply.labels or [], scores=scores)
+
+    async def ping(self, timeout_s: float | None = None) -> dict[str, TaskInfo]:
+        reply = await self._call(PingRequest(id=next(self._ids)), timeout_s)
+        return reply.tasks or {}
+
+    async def metrics_text(self, timeout_s: float | None = None) -> str:
+        reply = await self._call(MetricsRequest(id=next(self._ids)), timeout_s)
+        return reply.text or ""
+
+    async def close(self) -> None:
+        await self._drop(ScannerUnavailable("client closed"))

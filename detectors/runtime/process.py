@@ -1,0 +1,85 @@
+"""`warden scanner` / `python -m detectors.runtime`: load, warm up, serve until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from detectors.runtime.settings import ScannerSettings
+
+log = logging.getLogger("warden.scanner")
+
+
+def load_runners(settings: ScannerSettings) -> dict[str, Any]:
+    from detectors.runtime.models import load_runner
+
+    runners = {}
+    for model in settings.models:
+        runner = load_runner(model)
+        runner.warm_up()
+        runners[model.task] = runner
+    return runners
+
+
+async def serve(settings: ScannerSettings, runners: dict[str, Any] | None = None) -> None:
+    from detectors.runtime.server import Scanner
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if runners is None:
+        runners = await asyncio.to_thread(load_runners, settings)  # minutes on a cold disk: off the loop
+    scanner = Scanner(settings, runners)
+    await scanner.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("scanner stopping")
+        await scanner.stop()
+
+
+def _settings(args: argparse.Namespace) -> ScannerSettings:
+    if args.settings_json:
+        settings = ScannerSettings.model_validate_json(args.settings_json)
+    elif args.config:
+        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        settings = ScannerSettings.model_validate(data.get("scanner") or {})
+    else:
+        raise SystemExit("warden scanner: give --config FILE (its scanner: section) or --settings-json JSON")
+    updates = {k: v for k, v in (("socket", args.socket), ("tcp", args.tcp)) if v}
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def main(argv: list[str] | None = None, prog: str = "warden scanner") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Run the scanner: the process that owns the "
+                                     "detector models and the GPU, serving micro-batched scans on a local socket.")
+    parser.add_argument("--config", metavar="FILE", help="warden YAML config; its scanner: section is used")
+    parser.add_argument("--settings-json", metavar="JSON", help="the scanner section as JSON (used by warden serve)")
+    parser.add_argument("--socket", help="Unix socket path (overrides the config)")
+    parser.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of the Unix socket")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = _settings(args)
+    except (ValidationError, OSError, yaml.YAMLError) as exc:
+        print(f"{prog}: bad scanner settings: {exc}", file=sys.stderr)
+        return 2
+    if not settings.models:
+        print(f"{prog}: no models configured (scanner.models is empty)", file=sys.stderr)
+        return 2
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    asyncio.run(serve(settings))
+    return 0
