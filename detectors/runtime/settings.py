@@ -37,6 +37,8 @@ class ScannerSettings(_Section):
     torch_threads: int | None = Field(None, ge=1)
     call_timeout_s: float = Field(5.0, gt=0)
     ready_timeout_s: float = Field(180.0, gt=0)
+    health_interval_s: float = Field(5.0, gt=0, description="supervisor pings the scanner this often")
+    health_failures: int = Field(3, ge=1, description="missed pings in a row that get a hung scanner restarted")
     restart_backoff_s: float = Field(0.5, gt=0)
     restart_backoff_max_s: float = Field(30.0, gt=0)
 

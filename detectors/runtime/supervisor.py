@@ -34,6 +34,7 @@ class ScannerSupervisor:
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._probe = ScannerClient(settings.address, call_timeout_s=2.0, connect_timeout_s=0.5)
 
@@ -44,6 +45,7 @@ class ScannerSupervisor:
     async def start(self) -> None:
         self._proc = await self._spawn_ready()
         self._watch_task = asyncio.create_task(self._watch(), name="scanner-supervisor")
+        self._health_task = asyncio.create_task(self._ping_loop(), name="scanner-health")
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(*self.command, stdin=asyncio.subprocess.DEVNULL)
@@ -69,7 +71,6 @@ class ScannerSupervisor:
                 await asyncio.sleep(0.1)
                 continue
             log.info("scanner %d ready: %s", proc.pid, {t: f"{i.device}/{i.dtype}" for t, i in tasks.items()})
-            await self._probe.close()
             return proc
         raise ScannerStartError(f"scanner was not ready within {self.settings.ready_timeout_s:g}s")
 
@@ -93,6 +94,27 @@ class ScannerSupervisor:
             except ScannerStartError as exc:
                 log.error("scanner restart failed: %s", exc)
 
+    async def _ping_loop(self) -> None:
+        """A scanner that is alive but no longer answers (a wedged driver, a deadlock) is killed;
+        the watch loop then restarts it like any other crash."""
+        missed = 0
+        while True:
+            await asyncio.sleep(self.settings.health_interval_s)
+            proc = self._proc
+            if proc is None or proc.returncode is not None:
+                missed = 0
+                continue
+            try:
+                await self._probe.ping(timeout_s=self.settings.health_interval_s)
+                missed = 0
+            except ScannerError as exc:
+                missed += 1
+                log.warning("scanner %d missed a health ping (%d in a row): %s", proc.pid, missed, exc)
+                if missed >= self.settings.health_failures:
+                    log.error("scanner %d is not answering; killing it for a restart", proc.pid)
+                    proc.kill()
+                    missed = 0
+
     async def _terminate(self, proc: asyncio.subprocess.Process, grace_s: float = 10.0) -> None:
         if proc.returncode is not None:
             return
@@ -107,10 +129,11 @@ class ScannerSupervisor:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+        for task in (self._health_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._proc is not None:
             await self._terminate(self._proc)
         await self._probe.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -113,9 +114,10 @@ async def malformed_messages_get_invalid_and_the_connection_survives(supervised:
     await client.close()
 
 
-async def test_killed_scanner_fails_fast_comes_back_and_stops_clean(tmp_path: Path, classifier_dir: Path,
+async def test_killed_or_hung_scanner_fails_fast_comes_back_and_stops_clean(tmp_path: Path, classifier_dir: Path,
                                                                       embedder_dir: Path) -> None:
-    supervised = ScannerSupervisor(scanner_settings(tmp_path, classifier_dir, embedder_dir, queue_size=4096))
+    settings = scanner_settings(tmp_path, classifier_dir, embedder_dir, queue_size=4096)
+    supervised = ScannerSupervisor(settings.model_copy(update={"health_interval_s": 0.3, "health_failures": 2}))
     await supervised.start()
     client = ScannerClient(supervised.settings.address, call_timeout_s=30)
     try:
@@ -144,6 +146,21 @@ async def test_killed_scanner_fails_fast_comes_back_and_stops_clean(tmp_path: Pa
                 await asyncio.sleep(0.1)
         assert result.scores is not None and result.scores.shape == (1, 6)
         assert supervised.restarts == 1
+
+        hung = supervised.pid
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)  # alive but silent: only the health pings can tell
+        for _ in range(600):
+            if supervised.restarts == 2 and supervised.pid not in (None, hung):
+                break
+            await asyncio.sleep(0.1)
+        assert not alive(hung)
+        for _ in range(600):
+            try:
+                await client.scan("toxicity", ["after the hang"])
+                break
+            except ScannerUnavailable:
+                await asyncio.sleep(0.1)
     finally:
         await client.close()
         restarted = supervised.pid
