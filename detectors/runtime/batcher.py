@@ -34,6 +34,7 @@ class Runner(Protocol):
     settings: ModelSettings
     task: str
     kind: str
+    output: str
     labels: list[str]
 
     def tokenize(self, texts: list[str]) -> list[list[int]]: ...

@@ -23,6 +23,7 @@ from detectors.runtime.protocol import (
     Priority,
     Reply,
     ScanRequest,
+    Span,
     TaskInfo,
     encode,
     read_frame,
@@ -57,6 +58,7 @@ class ScanResult:
     labels: list[str]
     scores: np.ndarray[Any, Any] | None = None
     vectors: np.ndarray[Any, Any] | None = None
+    spans: list[list[Span]] | None = None
 
 
 class ScannerClient:
@@ -152,6 +154,8 @@ class ScannerClient:
         reply = await self._call(ScanRequest(id=next(self._ids), task=task, texts=texts, priority=priority), timeout_s)
         if reply.vectors is not None and reply.dim:
             return ScanResult(labels=[], vectors=unpack_vectors(reply.vectors, reply.dim))
+        if reply.spans is not None:
+            return ScanResult(labels=reply.labels or [], spans=reply.spans)
         scores = np.asarray(reply.scores or [], dtype=np.float32).reshape(len(texts), -1)
         return ScanResult(labels=reply.labels or [], scores=scores)
 

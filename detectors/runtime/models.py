@@ -37,6 +37,7 @@ class HFRunner:
         self.settings = settings
         self.task = settings.task
         self.kind = settings.kind
+        self.output = "vectors" if settings.kind == "embedder" else "scores"
         self.version = version
         self.device = pick_device(settings.device)
         self.tokenizer = tokenizer
@@ -54,8 +55,8 @@ class HFRunner:
         self.model = model
         config = getattr(model, "config", None)
         id2label = getattr(config, "id2label", None) or {}
-        self.labels = [str(id2label[i]) for i in sorted(id2label)] if self.kind == "classifier" else []
-        self.dim = int(getattr(config, "hidden_size", 0)) if self.kind == "embedder" else None
+        self.labels = [str(id2label[i]) for i in sorted(id2label)] if self.output == "scores" else []
+        self.dim = int(getattr(config, "hidden_size", 0)) if self.output == "vectors" else None
         self.pad_id = int(tokenizer.pad_token_id or 0)
         self._wants_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
 
@@ -80,7 +81,7 @@ class HFRunner:
     def forward(self, batch: Batch) -> np.ndarray[Any, Any]:
         with torch.inference_mode():
             inputs = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            if self.kind == "classifier":
+            if self.output == "scores":
                 logits = self.model(**inputs).logits.float()
                 scores = logits.sigmoid() if self.settings.activation == "sigmoid" else logits.softmax(-1)
                 return np.asarray(scores.cpu().numpy())
@@ -108,7 +109,7 @@ def _dir_version(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def load_runner(settings: ModelSettings) -> HFRunner:
+def load_hf_runner(settings: ModelSettings) -> HFRunner:
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
     path = Path(settings.path)
@@ -121,3 +122,22 @@ def load_runner(settings: ModelSettings) -> HFRunner:
     log.info("loaded %s model for task %r from %s on %s (%s)", settings.kind, settings.task, path,
              runner.device, runner.dtype)
     return runner
+
+
+def load_runner(settings: ModelSettings) -> Any:
+    """Dispatch on `kind`; each loader is imported only when a model of its kind is configured."""
+    if settings.kind in ("classifier", "embedder"):
+        return load_hf_runner(settings)
+    if settings.kind == "detoxify":
+        from detectors.toxicity import load_detoxify_runner
+
+        return load_detoxify_runner(settings)
+    if settings.kind == "toxic_bilstm":
+        from detectors.toxicity import load_bilstm_runner
+
+        return load_bilstm_runner(settings)
+    if settings.kind == "pii":
+        from detectors.pii import load_pii_runner
+
+        return load_pii_runner(settings)
+    raise ValueError(f"unknown model kind {settings.kind!r}")

@@ -51,8 +51,19 @@ Request = Annotated[ScanRequest | PingRequest | MetricsRequest, Field(discrimina
 REQUEST_ADAPTER: TypeAdapter[ScanRequest | PingRequest | MetricsRequest] = TypeAdapter(Request)
 
 
+class Span(_Message):
+    """One finding inside a text: what, how sure, where (character offsets), and why."""
+
+    label: str
+    score: float
+    start: int
+    end: int
+    explanation: str = ""
+
+
 class TaskInfo(_Message):
     kind: str
+    output: Literal["scores", "vectors", "spans"]
     labels: list[str] = []
     dim: int | None = None
     device: str
@@ -71,6 +82,7 @@ class Reply(_Message):
     scores: list[list[float]] | None = None
     vectors: str | None = None
     dim: int | None = None
+    spans: list[list[Span]] | None = None
     tasks: dict[str, TaskInfo] | None = None
     text: str | None = None
 

@@ -58,8 +58,8 @@ class Scanner:
 
     def task_info(self) -> dict[str, TaskInfo]:
         return {
-            task: TaskInfo(kind=r.kind, labels=list(r.labels), dim=r.dim, device=str(r.device), dtype=r.dtype,
-                           model_version=r.version)
+            task: TaskInfo(kind=r.kind, output=r.output, labels=list(r.labels), dim=r.dim, device=str(r.device),
+                           dtype=r.dtype, model_version=r.version)
             for task, r in self.runners.items()
         }
 
@@ -151,9 +151,11 @@ class Scanner:
         if failure is not None:
             kind = "shutting_down" if isinstance(failure, ShuttingDown) else "failed"
             return Reply(id=request.id, ok=False, error=kind, message=str(failure))
-        rows = np.stack(results)  # type: ignore[arg-type]
         runner = batcher.runner
-        if runner.kind == "embedder":
+        if runner.output == "spans":
+            return Reply(id=request.id, ok=True, labels=list(runner.labels), spans=results)  # type: ignore[arg-type]
+        rows = np.stack(results)  # type: ignore[arg-type]
+        if runner.output == "vectors":
             return Reply(id=request.id, ok=True, vectors=pack_vectors(rows), dim=rows.shape[1])
         return Reply(id=request.id, ok=True, labels=list(runner.labels), scores=rows.tolist())
 

@@ -5,7 +5,7 @@ Lives in `detectors` because the scanner process reads it without importing the 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,8 +16,12 @@ class _Section(BaseModel):
 
 class ModelSettings(_Section):
     task: str = Field(description="name callers use, e.g. toxicity or embed")
-    kind: Literal["classifier", "embedder"]
-    path: str = Field(description="local directory with a transformers config, weights and tokenizer")
+    kind: Literal["classifier", "embedder", "detoxify", "toxic_bilstm", "pii"] = Field(
+        description="classifier/embedder: a transformers directory; detoxify: a detoxify checkpoint; "
+        "toxic_bilstm: the toxic-comment-classifier wheel's weights; pii: presidio"
+    )
+    path: str = Field("", description="where the model lives (a directory or checkpoint file), per kind")
+    options: dict[str, Any] = Field(default_factory=dict, description="kind-specific settings")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_batch: int = Field(64, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)

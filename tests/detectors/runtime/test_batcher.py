@@ -28,6 +28,7 @@ class Slow:
         self.inner = inner
         self.task = inner.task
         self.kind = inner.kind
+        self.output = inner.output
         self.labels = inner.labels
         self.settings = inner.settings.model_copy(update=overrides)
         self.delay_s = delay_s
