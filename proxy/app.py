@@ -23,10 +23,15 @@ from proxy.errors import (
 )
 from proxy.headers import REQUEST_ID, new_request_id, valid_request_id
 from proxy.metrics import ProxyMetrics
+from proxy.policy.build import build_policy
+from proxy.policy.metrics import PolicyMetrics
 from proxy.relay import CLIENT_CLOSED, Exchange
 from proxy.routes import add_routes
 from proxy.settings import WardenSettings
 from proxy.state import EXCHANGE, STATE, ProxyState
+from proxy.tasks import TaskOwner
+from proxy.telemetry import TelemetryWriter
+from proxy.telemetry.events import request_row
 from proxy.upstream import HealthProber, UpstreamPool
 
 log = logging.getLogger("warden.app")
@@ -97,6 +102,8 @@ async def exchange_middleware(request: web.Request, handler: Handler) -> web.Str
         ttfb = exchange.first_byte - exchange.started if exchange.first_byte is not None else None
         total = end - exchange.started
         state.metrics.observe_request(route, exchange.model, status, total, ttfb, exchange.upstream_time)
+        if state.telemetry is not None:
+            state.telemetry.emit("requests", request_row(exchange, route, status, total, ttfb, request.headers))
 
 
 def _client_session_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -154,14 +161,53 @@ def _scanner_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator
     return ctx
 
 
+def _telemetry_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The writer lives as long as the app; with the embedded store (chDB) only one process may run."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if not state.settings.telemetry.enabled:
+            yield
+            return
+        writer = TelemetryWriter(state.settings.telemetry, state.registry)
+        await writer.start()
+        state.telemetry = writer
+        try:
+            yield
+        finally:
+            state.telemetry = None
+            await writer.stop()
+
+    return ctx
+
+
+def _policy_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if not state.settings.detectors:
+            log.warning("no detectors configured: requests and responses pass unscanned")
+            yield
+            return
+        background = TaskOwner("policy")
+        state.policy = await build_policy(state.settings.detectors, state.settings.policy, state.scanner,
+                                          PolicyMetrics(state.registry), background)
+        try:
+            yield
+        finally:
+            state.policy = None
+            await background.close(state.settings.server.shutdown_grace_s)
+
+    return ctx
+
+
 def create_app(settings: WardenSettings, registry: CollectorRegistry | None = None) -> web.Application:
     registry = registry if registry is not None else CollectorRegistry()
     pool = UpstreamPool.from_settings(settings.upstreams)
     state = ProxyState(settings=settings, pool=pool, registry=registry, metrics=ProxyMetrics(registry, pool))
     app = web.Application(middlewares=[exchange_middleware], client_max_size=settings.limits.max_body_bytes)
     app[STATE] = state
+    app.cleanup_ctx.append(_telemetry_ctx(state))  # first in, last out: it records until the very end
     app.cleanup_ctx.append(_client_session_ctx(state))
     app.cleanup_ctx.append(_health_ctx(state))
     app.cleanup_ctx.append(_scanner_ctx(state))
+    app.cleanup_ctx.append(_policy_ctx(state))
     add_routes(app)
     return app

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from proxy.settings import ConfigError, WardenSettings, load_settings, settings_for_upstreams
+from proxy.settings import ConfigError, TelemetrySettings, WardenSettings, load_settings, settings_for_upstreams
 
 log = logging.getLogger("warden")
 
@@ -19,6 +19,8 @@ examples:
   warden check-config warden.yaml
   warden up
       the embedded defaults: a local llama.cpp server with a tiny model, and the proxy in front
+  warden migrate --config warden.yaml
+  warden query "SELECT model, count() FROM requests GROUP BY model" --format json
 """
 
 
@@ -74,6 +76,39 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_embedded(port=args.port, host=args.host, state_dir=Path(args.state_dir))
 
 
+def _telemetry_settings(args: argparse.Namespace) -> TelemetrySettings:
+    settings = load_settings(Path(args.config)).telemetry if args.config else TelemetrySettings()
+    return settings.model_copy(update={"dsn": args.dsn}) if args.dsn else settings
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from proxy.telemetry import StoreError
+    from proxy.telemetry.commands import migrate_command
+
+    try:
+        return asyncio.run(migrate_command(_telemetry_settings(args), dry_run=args.dry_run))
+    except (StoreError, ValueError) as exc:
+        print(f"warden: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+    from proxy.telemetry import StoreError
+    from proxy.telemetry.commands import query_command
+
+    try:
+        return asyncio.run(query_command(_telemetry_settings(args), args.sql, fmt=args.format))
+    except (StoreError, ClickHouseError) as exc:
+        print(f"warden: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_local_model(args: argparse.Namespace) -> int:
     from proxy.localmodel import main as localmodel_main
 
@@ -121,6 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
                              add_help=False)
     scanner.add_argument("rest", nargs=argparse.REMAINDER)
     scanner.set_defaults(func=cmd_scanner)
+
+    store_help = "the telemetry store; default: the config's telemetry.dsn, else chdb://.warden/clickhouse"
+    migrate = sub.add_parser("migrate", help="create or upgrade the telemetry tables (ClickHouse or chDB)")
+    migrate.add_argument("--config", metavar="FILE", help="YAML config file; its telemetry section is used")
+    migrate.add_argument("--dsn", help=store_help)
+    migrate.add_argument("--dry-run", action="store_true", help="print the SQL instead of running it")
+    migrate.set_defaults(func=cmd_migrate)
+
+    query = sub.add_parser("query", help="run SQL on the telemetry store (embedded: only while serve is stopped)")
+    query.add_argument("sql", metavar="SQL")
+    query.add_argument("--config", metavar="FILE", help="YAML config file; its telemetry section is used")
+    query.add_argument("--dsn", help=store_help)
+    query.add_argument("--format", choices=["table", "json"], default="table")
+    query.set_defaults(func=cmd_query)
 
     local = sub.add_parser("local-model", help="serve a GGUF model with llama.cpp (a tiny one by default)",
                            add_help=False)

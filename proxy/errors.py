@@ -40,6 +40,14 @@ class InvalidRequest(WardenError):
     code = "invalid_request"
 
 
+class ContentBlocked(WardenError):
+    """The request itself broke policy (a blocked completion instead ends with content_filter)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "content_policy_violation"
+
+
 class ModelNotFound(WardenError):
     status = 404
     type = "invalid_request_error"

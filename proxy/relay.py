@@ -22,6 +22,7 @@ from yarl import URL
 from proxy.errors import Unavailable, UpstreamError, UpstreamTimeout, WardenError, sse_error_event
 from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.metrics import ProxyMetrics
+from proxy.policy.service import TransformFactory
 from proxy.settings import TimeoutSettings
 from proxy.upstream import Backend, Group
 
@@ -40,6 +41,7 @@ class Exchange:
     request_id: str
     started: float
     model: str | None = None
+    backend: str | None = None  # the last backend tried (set per attempt)
     first_byte: float | None = None
     upstream_time: float = 0.0
     status: int | None = None
@@ -70,7 +72,13 @@ class Relay:
         self.timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.connect_s, sock_read=timeouts.read_s)
 
     async def forward(
-        self, request: web.Request, exchange: Exchange, group: Group, body: bytes, key: str | None
+        self,
+        request: web.Request,
+        exchange: Exchange,
+        group: Group,
+        body: bytes,
+        key: str | None,
+        transform: TransformFactory | None = None,
     ) -> web.StreamResponse:
         tried: list[Backend] = []
         last: WardenError | None = None
@@ -87,7 +95,7 @@ class Relay:
                 self.metrics.retries.labels(group.name).inc()
                 log.info("retrying request %s on %s", exchange.request_id, backend.url)
             try:
-                return await self._attempt(request, exchange, group, backend, body, final=attempt == 1)
+                return await self._attempt(request, exchange, group, backend, body, transform, final=attempt == 1)
             except _FailedBeforeFirstByte as failure:
                 tried.append(backend)
                 last = failure.error
@@ -97,9 +105,18 @@ class Relay:
         raise last
 
     async def _attempt(
-        self, request: web.Request, exchange: Exchange, group: Group, backend: Backend, body: bytes, *, final: bool
+        self,
+        request: web.Request,
+        exchange: Exchange,
+        group: Group,
+        backend: Backend,
+        body: bytes,
+        make_transform: TransformFactory | None,
+        *,
+        final: bool,
     ) -> web.StreamResponse:
         url = URL(backend.url + request.raw_path, encoded=True)
+        exchange.backend = backend.url
         headers = upstream_request_headers(request.headers, exchange.request_id, request.remote, request.scheme)
         started = self.clock()
         response: web.StreamResponse | None = None
@@ -114,17 +131,22 @@ class Relay:
                     reason=upstream.reason,
                     headers=client_response_headers(upstream.headers, exchange.request_id),
                 )
-                if upstream.content_length is not None:
+                transform = make_transform(upstream.content_type, upstream.status) if make_transform else None
+                if upstream.content_length is not None and transform is None:
                     response.content_length = upstream.content_length
                 is_sse = upstream.content_type == "text/event-stream"
                 exchange.status = upstream.status
                 await self._send(response.prepare(request))
                 exchange.sent = True
                 async for chunk in upstream.content.iter_any():
-                    if exchange.first_byte is None:
-                        exchange.first_byte = self.clock()
-                    await self._send(response.write(chunk))
+                    if transform is not None:
+                        chunk = await transform.feed(chunk)
+                    await self._write(response, exchange, chunk)
+                    if transform is not None and transform.stopped:
+                        break  # policy ended the answer: stop reading, the upstream connection closes
                 exchange.upstream_time += self.clock() - started
+                if transform is not None and not transform.stopped:
+                    await self._write(response, exchange, await transform.finish())
                 await self._send(response.write_eof())
                 return response
         except _ClientGone:
@@ -192,6 +214,13 @@ class Relay:
         if request.transport is not None:
             request.transport.close()
         return response
+
+    async def _write(self, response: web.StreamResponse, exchange: Exchange, chunk: bytes) -> None:
+        if not chunk:
+            return
+        if exchange.first_byte is None:
+            exchange.first_byte = self.clock()
+        await self._send(response.write(chunk))
 
     @staticmethod
     async def _send(write: object) -> None:

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.runtime.client import ScannerError
 from proxy.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, RequestTimeout, Unavailable
+from proxy.policy.engine import Scope
 from proxy.state import EXCHANGE, STATE, ProxyState
 from proxy.upstream import Group
 
@@ -100,7 +101,15 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     group = state.pool.group_for(model)
     if group is None:
         raise ModelNotFound(f"the model '{model}' does not exist or is not served here", param="model")
-    return await state.relay.forward(request, request[EXCHANGE], group, body, affinity_key(group, request, payload))
+    transform = None
+    if state.policy is not None:
+        scope = Scope(tenant="anonymous", route=request.path, model=model)
+        if await state.policy.check_request(payload, scope):
+            body = json.dumps(payload).encode()  # redacted before it leaves
+        if request.path != "/v1/embeddings":
+            transform = state.policy.response_transform(scope)
+    key = affinity_key(group, request, payload)
+    return await state.relay.forward(request, request[EXCHANGE], group, body, key, transform)
 
 
 async def passthrough_route(request: web.Request) -> web.StreamResponse:

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from yarl import URL
 
 from detectors.runtime.settings import ScannerSettings
+from proxy.policy.settings import DetectorSettings, PolicySettings
 
 
 class _Section(BaseModel):
@@ -138,6 +139,8 @@ class WardenSettings(BaseSettings):
     server: ServerSettings = ServerSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     scanner: ScannerSettings = ScannerSettings()
+    detectors: list[DetectorSettings] = Field(default_factory=list, description="the ordered detector chain")
+    policy: PolicySettings = PolicySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -159,6 +162,16 @@ class WardenSettings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate upstream group names: {', '.join(dupes)}")
+        detector_names = [d.name for d in self.detectors]
+        if len(set(detector_names)) != len(detector_names):
+            raise ValueError("detector names must be unique")
+        tasks = {m.task for m in self.scanner.models}
+        for detector in self.detectors:
+            if detector.type == "scanner" and self.scanner.mode == "off":
+                raise ValueError(f"detector {detector.name!r} needs the scanner, but scanner.mode is off")
+            if detector.type == "scanner" and self.scanner.mode == "managed" and detector.task not in tasks:
+                raise ValueError(f"detector {detector.name!r} uses task {detector.task!r}, which no "
+                                 f"scanner.models entry provides (tasks: {sorted(tasks)})")
         return self
 
 

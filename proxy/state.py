@@ -10,8 +10,10 @@ from prometheus_client import CollectorRegistry
 
 from detectors.runtime.client import ScannerClient
 from proxy.metrics import ProxyMetrics
+from proxy.policy.service import PolicyService
 from proxy.relay import Exchange, Relay
 from proxy.settings import WardenSettings
+from proxy.telemetry import TelemetryWriter
 from proxy.upstream import UpstreamPool
 
 
@@ -23,6 +25,10 @@ class ProxyState:
     metrics: ProxyMetrics
     # The scanner client while the scanner cleanup context holds one; None when scanning is off.
     scanner: ScannerClient | None = None
+    # The telemetry writer while its cleanup context runs it; None when telemetry is off.
+    telemetry: TelemetryWriter | None = None
+    # The policy service while detectors are configured; None when nothing is scanned.
+    policy: PolicyService | None = None
     # Set by the client-session cleanup context, which owns the session's lifetime.
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
     _relay: Relay | None = field(default=None, repr=False)

@@ -42,6 +42,7 @@ def proxy_config(backends: list[str], **group: Any) -> dict[str, Any]:
         "listen": {"host": "127.0.0.1", "port": 0},
         "upstreams": [{"name": "main", "backends": [{"url": u} for u in backends], "health": health, **group}],
         "server": {"shutdown_grace_s": 5, "uvloop": False},
+        "telemetry": {"enabled": False},  # tests/proxy/telemetry turns it on, on the session's chDB directory
     }
 
 

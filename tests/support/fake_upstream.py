@@ -25,6 +25,7 @@ class Script:
     chunk_delay_s: float = 0.0
     cut_stream_after: int | None = None
     content: str = "hello"
+    pieces: list[str] | None = None  # stream exactly these deltas (and answer their join when not streaming)
     models: list[str] = field(default_factory=lambda: ["fake-model"])
 
 
@@ -35,6 +36,7 @@ class FakeUpstream:
         self.requests: list[dict[str, Any]] = []
         self.cancelled = 0
         self.completed_streams = 0
+        self.sent_pieces = 0
         self.server: TestServer | None = None
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self._chat)
@@ -86,7 +88,7 @@ class FakeUpstream:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": script.content},
+                            "message": {"role": "assistant", "content": "".join(script.pieces or [script.content])},
                             "finish_reason": "stop",
                         }
                     ],
@@ -103,6 +105,8 @@ class FakeUpstream:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Served-By": self.name})
         await response.prepare(request)
         script = self.script
+        if script.pieces is not None:
+            return await self._stream_pieces(request, response, payload, script.pieces)
         for i in range(script.stream_chunks):
             if script.cut_stream_after is not None and i == script.cut_stream_after:
                 assert request.transport is not None
@@ -119,6 +123,24 @@ class FakeUpstream:
             if script.chunk_delay_s:
                 await asyncio.sleep(script.chunk_delay_s)
         await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        self.completed_streams += 1
+        return response
+
+    async def _stream_pieces(self, request: web.Request, response: web.StreamResponse, payload: dict[str, Any],
+                             pieces: list[str]) -> web.StreamResponse:
+        base = {"id": "cmpl-2", "object": "chat.completion.chunk", "created": 0, "model": payload.get("model")}
+        role = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        first = {**base, "choices": [role]}
+        await response.write(f"data: {json.dumps(first)}\n\n".encode())
+        for piece in pieces:
+            chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.sent_pieces += 1
+            if self.script.chunk_delay_s:
+                await asyncio.sleep(self.script.chunk_delay_s)
+        last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await response.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
         await response.write_eof()
         self.completed_streams += 1
         return response

@@ -1,0 +1,113 @@
+"""From findings to an action: the first rule matching each finding decides; the strongest action wins."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from detectors.base import Direction, Finding
+from proxy.policy.settings import PolicySettings, RuleSettings
+
+UNAVAILABLE = "detector_unavailable"
+
+
+class Action(IntEnum):
+    ALLOW = 0
+    FLAG = 1
+    REDACT = 2
+    BLOCK = 3
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who and what a scan is about; rules may be limited to tenants, routes and models."""
+
+    tenant: str = "anonymous"
+    route: str = ""
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    finding: Finding
+    action: Action
+    text_index: int
+
+
+@dataclass
+class Verdict:
+    action: Action = Action.ALLOW
+    decisions: list[Decision] = field(default_factory=list)
+
+    def redactions(self, text_index: int) -> list[Finding]:
+        return [d.finding for d in self.decisions if d.action == Action.REDACT and d.text_index == text_index]
+
+    @property
+    def reasons(self) -> str:
+        worst = [d for d in self.decisions if d.action == self.action]
+        return ", ".join(sorted({f"{d.finding.detector}/{d.finding.label}" for d in worst}))
+
+
+def _matches(patterns: list[str], value: str) -> bool:
+    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+class PolicyEngine:
+    def __init__(self, settings: PolicySettings) -> None:
+        self.settings = settings
+        self.rules = settings.rules
+
+    def rule_for(self, finding: Finding, direction: Direction, scope: Scope) -> RuleSettings | None:
+        for rule in self.rules:
+            if (rule.direction in ("both", direction)
+                    and fnmatch.fnmatchcase(finding.detector, rule.detector)
+                    and fnmatch.fnmatchcase(finding.label, rule.label)
+                    and finding.score >= rule.threshold
+                    and _matches(rule.tenants, scope.tenant)
+                    and _matches(rule.routes, scope.route)
+                    and _matches(rule.models, scope.model)):
+                return rule
+        return None
+
+    def action_for(self, finding: Finding, direction: Direction, scope: Scope) -> Action:
+        if finding.label == UNAVAILABLE:
+            return Action.BLOCK  # a fail-closed detector that could not answer
+        rule = self.rule_for(finding, direction, scope)
+        if rule is None:
+            return Action.ALLOW
+        action = Action[rule.action.upper()]
+        if action == Action.REDACT and not finding.has_span:
+            return Action.BLOCK  # nothing to cut out: a whole-text finding can only be blocked
+        return action
+
+    def decide(self, findings: list[list[Finding]], direction: Direction, scope: Scope) -> Verdict:
+        verdict = Verdict()
+        for index, text_findings in enumerate(findings):
+            for finding in text_findings:
+                action = self.action_for(finding, direction, scope)
+                if action > Action.ALLOW:
+                    verdict.decisions.append(Decision(finding, action, index))
+                    verdict.action = max(verdict.action, action)
+        return verdict
+
+
+def redact(text: str, spans: list[Finding], style: str = "label", offset: int = 0) -> str:
+    """Cut spans (offsets relative to `offset` in the original) out of `text`; overlaps merge."""
+    pieces = sorted((max(0, (f.start or 0) - offset), min(len(text), (f.end or 0) - offset), f.label) for f in spans)
+    merged: list[tuple[int, int, str]] = []
+    for start, end, label in pieces:
+        if start >= end:
+            continue
+        if merged and start < merged[-1][1]:
+            first, last, kept = merged[-1]
+            merged[-1] = (first, max(last, end), kept)
+        else:
+            merged.append((start, end, label))
+    out, cursor = [], 0
+    for start, end, label in merged:
+        out.append(text[cursor:start])
+        out.append(f"<{label}>" if style == "label" else "*" * (end - start))
+        cursor = end
+    out.append(text[cursor:])
+    return "".join(out)

@@ -1,0 +1,104 @@
+"""Policy on the request path: scan the request before it leaves, choose the response transform.
+
+Every verdict is recorded (metrics now, audit events through the sinks added at start-up),
+whether or not it changed the traffic; in audit mode nothing is changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from proxy.errors import ContentBlocked
+from proxy.policy.audit import AuditTap
+from proxy.policy.buffered import JsonEnforcer
+from proxy.policy.chain import DetectorChain
+from proxy.policy.engine import Action, PolicyEngine, Scope, Verdict, redact
+from proxy.policy.hooks import ResponseTransform
+from proxy.policy.metrics import PolicyMetrics
+from proxy.policy.settings import PolicySettings
+from proxy.policy.stream import StreamEnforcer
+from proxy.policy.texts import request_slots
+from proxy.tasks import TaskOwner
+
+log = logging.getLogger("warden.policy")
+AuditSink = Callable[[Verdict, str, Scope], None]
+TransformFactory = Callable[[str, int], ResponseTransform | None]
+
+
+class PolicyService:
+    def __init__(self, settings: PolicySettings, chain: DetectorChain, metrics: PolicyMetrics,
+                 background: TaskOwner) -> None:
+        self.settings = settings
+        self.chain = chain
+        self.metrics = metrics
+        self.engine = PolicyEngine(settings)
+        self.background = background
+        self.sinks: list[AuditSink] = []
+
+    @property
+    def enforce(self) -> bool:
+        return self.settings.mode == "enforce"
+
+    def record(self, verdict: Verdict, direction: str, scope: Scope) -> None:
+        self.metrics.verdicts.labels(direction, verdict.action.name.lower()).inc()
+        for decision in verdict.decisions:
+            f = decision.finding
+            self.metrics.detections.labels(f.detector, f.label, decision.action.name.lower(), direction).inc()
+        for sink in self.sinks:
+            sink(verdict, direction, scope)
+
+    async def check_request(self, payload: dict[str, Any], scope: Scope) -> bool:
+        """Scan the request's texts; raise ContentBlocked, or redact in place and return True."""
+        slots = request_slots(payload)
+        if not slots or not self.chain.applies("request"):
+            return False
+        findings = await self.chain.scan([slot.get() for slot in slots], "request")
+        verdict = self.engine.decide(findings, "request", scope)
+        self.record(verdict, "request", scope)
+        if not self.enforce or verdict.action < Action.REDACT:
+            return False
+        if verdict.action == Action.BLOCK:
+            raise ContentBlocked(f"the request was blocked by policy ({verdict.reasons})")
+        for index, slot in enumerate(slots):
+            spans = verdict.redactions(index)
+            if spans:
+                slot.set(redact(slot.get(), spans, self.settings.redaction))
+        return True
+
+    def response_transform(self, scope: Scope) -> TransformFactory | None:
+        if not self.chain.applies("response"):
+            return None
+
+        async def scan_one(text: str) -> Verdict:
+            return self.engine.decide(await self.chain.scan([text], "response"), "response", scope)
+
+        async def scan_many(texts: list[str]) -> Verdict:
+            return self.engine.decide(await self.chain.scan(texts, "response"), "response", scope)
+
+        async def audit(texts: list[str]) -> None:
+            findings = await self.chain.scan(texts, "response", priority="background")
+            self.record(self.engine.decide(findings, "response", scope), "response", scope)
+
+        def spawn(work: Awaitable[None]) -> None:
+            self.background.spawn(work, "audit-scan")  # type: ignore[arg-type]
+
+        def record(verdict: Verdict) -> None:
+            self.record(verdict, "response", scope)
+
+        def factory(content_type: str, status: int) -> ResponseTransform | None:
+            if status >= 400:
+                return None
+            is_sse = content_type == "text/event-stream"
+            if not is_sse and content_type != "application/json":
+                self.metrics.unscanned.labels("content_type").inc()
+                return None
+            if not self.enforce:
+                return AuditTap(is_sse, self.settings.max_response_bytes, audit, spawn)
+            if is_sse:
+                return StreamEnforcer(scan_one, record, self.settings.stream_window_chars, self.settings.redaction)
+            return JsonEnforcer(scan_many, record, self.settings.redaction, self.settings.max_response_bytes,
+                                lambda reason: self.metrics.unscanned.labels(reason).inc())
+
+        return factory

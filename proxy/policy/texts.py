@@ -1,0 +1,60 @@
+"""Where the scannable text sits in OpenAI request and response bodies, and how to put it back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Slot:
+    """One string inside a JSON document, writable in place (for redaction)."""
+
+    container: dict[str, Any] | list[Any]
+    key: str | int
+
+    def get(self) -> str:
+        return self.container[self.key]  # type: ignore[index,no-any-return]
+
+    def set(self, value: str) -> None:
+        self.container[self.key] = value  # type: ignore[index]
+
+
+def _strings(container: dict[str, Any], key: str) -> list[Slot]:
+    value = container.get(key)
+    if isinstance(value, str):
+        return [Slot(container, key)]
+    if isinstance(value, list):
+        return [Slot(value, i) for i, item in enumerate(value) if isinstance(item, str)]
+    return []
+
+
+def request_slots(payload: dict[str, Any]) -> list[Slot]:
+    """Chat messages (plain or text parts), completion prompts, embedding inputs."""
+    slots: list[Slot] = []
+    for message in payload.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            slots.append(Slot(message, "content"))
+        elif isinstance(content, list):
+            slots += [Slot(part, "text") for part in content
+                      if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)]
+    slots += _strings(payload, "prompt")
+    slots += _strings(payload, "input")
+    return slots
+
+
+def response_slots(payload: dict[str, Any]) -> list[tuple[dict[str, Any], Slot]]:
+    """(choice, slot) for each choice's message content or completion text."""
+    found = []
+    for choice in payload.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            found.append((choice, Slot(message, "content")))
+        elif isinstance(choice.get("text"), str):
+            found.append((choice, Slot(choice, "text")))
+    return found

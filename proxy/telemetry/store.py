@@ -1,0 +1,212 @@
+"""The store behind a DSN: one small async interface over clickhouse-connect, for chDB or HTTP.
+
+Both kinds run the same SQL through the same client library, so the schema, the writer and the
+dashboard queries are tested once, on the real engine (chDB). chDB is in-process and only has a
+sync client: every call runs on one thread this store owns, which keeps the event loop free and
+serialises calls on the engine handle. The HTTP kind uses clickhouse-connect's aiohttp client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from yarl import URL
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.asyncclient import AsyncClient
+    from clickhouse_connect.driver.client import Client
+
+log = logging.getLogger("warden.telemetry.store")
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """A store that cannot be opened for a reason a person must fix (not a passing outage)."""
+
+
+@dataclass(frozen=True)
+class Rows:
+    names: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def insert_settings(token: str) -> dict[str, Any]:
+    """Exactly-once per batch: a retried or replayed batch carries the same token and is skipped.
+
+    `async_insert` is off because chDB enables it by default and server-side buffering has its
+    own deduplication rules; our batches are already large.
+    """
+    return {"insert_deduplication_token": token, "insert_deduplicate": 1, "async_insert": 0}
+
+
+class Store(Protocol):
+    description: str
+
+    async def command(self, sql: str) -> None: ...
+
+    async def query(self, sql: str) -> Rows: ...
+
+    async def insert(
+        self, database: str, table: str, names: Sequence[str], types: Sequence[str],
+        columns: Sequence[Sequence[Any]], token: str,
+    ) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def chdb_path(dsn: str) -> Path:
+    """`chdb://PATH`: relative to the working directory; `chdb:///abs/path` is absolute."""
+    path = dsn.removeprefix("chdb://")
+    if not path:
+        raise StoreError(f"{dsn!r}: a chdb DSN needs a directory, e.g. chdb://.warden/clickhouse")
+    return Path(path)
+
+
+def http_parts(dsn: str) -> tuple[str, str | None]:
+    """The DSN without its path, for the client, and the database the path names, if any."""
+    url = URL(dsn)
+    database = url.path.strip("/") or None
+    return str(url.with_path("").with_query(url.query)), database
+
+
+def describe(dsn: str) -> str:
+    """The DSN without its password, for logs."""
+    return dsn if dsn.startswith("chdb://") else str(URL(dsn).with_password(None))
+
+
+class ChdbStore:
+    def __init__(self, client: Client, executor: ThreadPoolExecutor, description: str) -> None:
+        self._client = client
+        self._executor = executor
+        self.description = description
+
+    @classmethod
+    async def open(cls, path: Path, database: str | None = None) -> ChdbStore:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warden-chdb")
+        try:
+            client = await asyncio.get_running_loop().run_in_executor(executor, _open_chdb, path, database)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(client, executor, f"chdb://{path}")
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def command(self, sql: str) -> None:
+        await self._call(self._client.command, sql)
+
+    async def query(self, sql: str) -> Rows:
+        result = await self._call(self._client.query, sql)
+        return Rows(list(result.column_names), [tuple(r) for r in result.result_rows])
+
+    async def insert(
+        self, database: str, table: str, names: Sequence[str], types: Sequence[str],
+        columns: Sequence[Sequence[Any]], token: str,
+    ) -> None:
+        await self._call(
+            self._client.insert, table, columns, column_names=names, column_type_names=types, database=database,
+            column_oriented=True, settings=insert_settings(token),
+        )
+
+    async def ping(self) -> bool:
+        return bool(await self._call(self._client.ping))
+
+    async def close(self) -> None:
+        try:
+            await self._call(self._client.close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+
+def _open_chdb(path: Path, database: str | None) -> Client:
+    import clickhouse_connect
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return clickhouse_connect.get_client(interface="chdb", path=str(path), database=database)
+    except ClickHouseError as exc:
+        if "EmbeddedServer" in str(exc):
+            raise StoreError(
+                f"cannot open the embedded ClickHouse (chDB) at {path}: another process has it open (a running "
+                "`warden serve`?), or this process opened another directory. chDB allows one process per "
+                "directory: stop the other process, or set telemetry.dsn to a ClickHouse server"
+            ) from exc
+        raise
+
+
+def _load_client_library() -> None:
+    """Import clickhouse-connect and what it imports lazily, off the event loop.
+
+    Its first insert otherwise imports pandas (installed with chDB) to test whether the data is
+    a DataFrame: 0.4-0.8 s with the loop blocked, measured as a stall of every request.
+    """
+    import clickhouse_connect  # noqa: F401
+    from clickhouse_connect.driver import options
+
+    for name in ("np", "pd", "arrow", "pl"):
+        getattr(options, name)
+
+
+class HttpStore:
+    def __init__(self, client: AsyncClient, description: str) -> None:
+        self._client = client
+        self.description = description
+
+    @classmethod
+    async def open(cls, dsn: str, timeout_s: float, database: str | None = None) -> HttpStore:
+        await asyncio.to_thread(_load_client_library)
+        import clickhouse_connect
+
+        server_dsn, _ = http_parts(dsn)
+        client = await clickhouse_connect.get_async_client(
+            dsn=server_dsn, database=database, connect_timeout=min(timeout_s, 5.0),
+            send_receive_timeout=timeout_s, query_retries=0,
+        )
+        return cls(client, describe(dsn))
+
+    async def command(self, sql: str) -> None:
+        await self._client.command(sql)
+
+    async def query(self, sql: str) -> Rows:
+        result = await self._client.query(sql)
+        return Rows(list(result.column_names), [tuple(r) for r in result.result_rows])
+
+    async def insert(
+        self, database: str, table: str, names: Sequence[str], types: Sequence[str],
+        columns: Sequence[Sequence[Any]], token: str,
+    ) -> None:
+        await self._client.insert(
+            table, columns, column_names=names, column_type_names=types, database=database,
+            column_oriented=True, settings=insert_settings(token),
+        )
+
+    async def ping(self) -> bool:
+        return bool(await self._client.ping())
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+async def open_store(dsn: str, *, timeout_s: float = 10.0, database: str | None = None) -> Store:
+    """Open the store a DSN names; `database` makes it the default for unqualified SQL."""
+    if dsn.startswith("chdb://"):
+        return await ChdbStore.open(chdb_path(dsn), database)
+    return await HttpStore.open(dsn, timeout_s, database)
+
+
+def database_for(dsn: str, configured: str) -> str:
+    """An http(s) DSN may name the database in its path; otherwise the configured one."""
+    if dsn.startswith("chdb://"):
+        return configured
+    return http_parts(dsn)[1] or configured

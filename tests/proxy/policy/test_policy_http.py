@@ -1,0 +1,153 @@
+"""Policy through the running proxy, seen by the real `openai` client: block, redact, stream, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+from openai import AsyncOpenAI, BadRequestError
+
+from tests.proxy.conftest import ProxyFactory, RunningProxy, UpstreamFactory, proxy_config
+from tests.support.fake_upstream import FakeUpstream
+
+KEY = "AKIAIOSFODNN7EXAMPLE"  # AWS's documented example key id
+CANARY = "zebra-canary-7731"
+ANSWER = f"Here is the config: key {KEY} and marker {CANARY}. That is all you need to know today, friend."
+
+
+def policy_config(upstream: FakeUpstream, action: str, mode: str = "enforce") -> dict[str, Any]:
+    config = proxy_config([upstream.url])
+    config["detectors"] = [{"name": "secrets", "type": "patterns", "canaries": [CANARY]}]
+    config["policy"] = {"mode": mode, "stream_window_chars": 32,
+                        "rules": [{"detector": "secrets", "action": action}]}
+    return config
+
+
+def client(proxy: RunningProxy) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=proxy.url + "/v1", api_key="k", max_retries=0)
+
+
+def messages(text: str) -> Any:
+    return [{"role": "user", "content": text}]
+
+
+async def test_request_with_a_secret_is_blocked_before_it_leaves(make_upstream: UpstreamFactory,
+                                                                 make_proxy: ProxyFactory) -> None:
+    up = await make_upstream()
+    proxy = await make_proxy(policy_config(up, "block"))
+    async with client(proxy) as openai:
+        with pytest.raises(BadRequestError) as info:
+            await openai.chat.completions.create(model="m", messages=messages(f"my key is {KEY}"))
+    assert info.value.code == "content_policy_violation"
+    assert up.requests == []
+    labels = {"detector": "secrets", "label": "AWS_ACCESS_KEY", "action": "block", "direction": "request"}
+    assert proxy.metric("warden_detections_total", labels) == 1
+
+
+async def test_request_is_redacted_before_it_leaves(make_upstream: UpstreamFactory, make_proxy: ProxyFactory) -> None:
+    up = await make_upstream()
+    proxy = await make_proxy(policy_config(up, "redact"))
+    async with client(proxy) as openai:
+        await openai.chat.completions.create(model="m", messages=messages(f"my key is {KEY}, ok?"))
+    sent = json.loads(up.requests[-1]["body"])
+    assert sent["messages"][0]["content"] == "my key is <AWS_ACCESS_KEY>, ok?"
+
+
+async def test_stream_one_char_per_chunk_is_redacted_and_still_valid_for_openai(
+    make_upstream: UpstreamFactory, make_proxy: ProxyFactory
+) -> None:
+    up = await make_upstream()
+    up.script.pieces = list(ANSWER)
+    proxy = await make_proxy(policy_config(up, "redact"))
+    async with client(proxy) as openai:
+        stream = await openai.chat.completions.create(model="m", messages=messages("hi"), stream=True)
+        text, reasons = "", []
+        async for chunk in stream:
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                reasons.append(choice.finish_reason)
+    assert text == ANSWER.replace(KEY, "<AWS_ACCESS_KEY>").replace(CANARY, "<CANARY>")
+    assert reasons[-1] == "stop"
+
+
+async def test_non_streamed_answer_is_redacted(make_upstream: UpstreamFactory, make_proxy: ProxyFactory) -> None:
+    up = await make_upstream()
+    up.script.pieces = [ANSWER]
+    proxy = await make_proxy(policy_config(up, "redact"))
+    async with client(proxy) as openai:
+        reply = await openai.chat.completions.create(model="m", messages=messages("hi"))
+    assert reply.choices[0].message.content == ANSWER.replace(KEY, "<AWS_ACCESS_KEY>").replace(CANARY, "<CANARY>")
+
+
+async def test_blocked_stream_ends_with_content_filter_and_stops_the_upstream(
+    make_upstream: UpstreamFactory, make_proxy: ProxyFactory
+) -> None:
+    up = await make_upstream()
+    up.script.pieces = list(ANSWER) + ["more "] * 200
+    up.script.chunk_delay_s = 0.002
+    proxy = await make_proxy(policy_config(up, "block"))
+    async with client(proxy) as openai:
+        stream = await openai.chat.completions.create(model="m", messages=messages("hi"), stream=True)
+        text, reasons = "", []
+        async for chunk in stream:
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                reasons.append(choice.finish_reason)
+    assert reasons[-1] == "content_filter"
+    assert KEY not in text and ANSWER.startswith(text)
+    for _ in range(100):
+        if up.cancelled:
+            break
+        await asyncio.sleep(0.02)
+    assert up.completed_streams == 0 and up.cancelled == 1  # it stopped generating for nobody
+
+
+async def test_blocked_non_streamed_answer_has_content_filter(make_upstream: UpstreamFactory,
+                                                              make_proxy: ProxyFactory) -> None:
+    up = await make_upstream()
+    up.script.pieces = [ANSWER]
+    proxy = await make_proxy(policy_config(up, "block"))
+    async with client(proxy) as openai:
+        reply = await openai.chat.completions.create(model="m", messages=messages("hi"))
+    assert reply.choices[0].finish_reason == "content_filter" and reply.choices[0].message.content == ""
+
+
+async def test_audit_mode_changes_nothing_and_records_afterwards(make_upstream: UpstreamFactory,
+                                                                 make_proxy: ProxyFactory) -> None:
+    up = await make_upstream()
+    up.script.pieces = list(ANSWER)
+    proxy = await make_proxy(policy_config(up, "block", mode="audit"))
+    async with client(proxy) as openai:
+        stream = await openai.chat.completions.create(model="m", messages=messages(f"key {KEY}"), stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == ANSWER
+    labels = {"detector": "secrets", "label": "CANARY", "action": "block", "direction": "response"}
+    for _ in range(100):
+        if proxy.metric("warden_detections_total", labels):
+            break
+        await asyncio.sleep(0.02)
+    assert proxy.metric("warden_detections_total", labels) == 1
+    assert proxy.metric("warden_detections_total", {**labels, "label": "AWS_ACCESS_KEY", "direction": "request"}) == 1
+    assert json.loads(up.requests[-1]["body"])["messages"][0]["content"] == f"key {KEY}"
+
+
+async def test_first_bytes_wait_at_most_the_window(make_upstream: UpstreamFactory, make_proxy: ProxyFactory,
+                                                   http: aiohttp.ClientSession) -> None:
+    up = await make_upstream()
+    up.script.pieces = list("a benign answer that goes on for a while without anything to hide at all.") * 3
+    up.script.chunk_delay_s = 0.01
+    proxy = await make_proxy(policy_config(up, "redact"))
+    body = {"model": "m", "messages": messages("hi"), "stream": True}
+    sent_at_first_content = None
+    async with http.post(proxy.url + "/v1/chat/completions", json=body) as resp:
+        async for line in resp.content:
+            if line.startswith(b"data: {") and json.loads(line[6:])["choices"][0].get("delta", {}).get("content"):
+                sent_at_first_content = up.sent_pieces
+                break
+    # One character per piece; a 32-character window and a 16-character step: the first content
+    # leaves once 48 characters have arrived (a few more may be in flight), long before the end.
+    assert sent_at_first_content is not None
+    assert 48 <= sent_at_first_content < 80 < len(up.script.pieces or [])

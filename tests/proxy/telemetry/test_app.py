@@ -1,0 +1,76 @@
+"""The proxy writes one `requests` row per request, and `warden migrate` / `warden query` work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+from clickhouse_connect.driver.client import Client
+
+from proxy.cli import main
+from tests.proxy.conftest import ProxyFactory, UpstreamFactory, proxy_config
+from tests.proxy.telemetry.conftest import count, eventually
+
+
+async def test_every_request_leaves_a_row(
+    db: str, chdb_dir: str, chdb_client: Client, make_upstream: UpstreamFactory, make_proxy: ProxyFactory,
+    http: aiohttp.ClientSession, tmp_path: Path,
+) -> None:
+    up = await make_upstream()
+    config = proxy_config([up.url])
+    config["telemetry"] = {"dsn": f"chdb://{chdb_dir}", "database": db, "spool_dir": str(tmp_path / "spool"),
+                           "flush_interval_s": 0.05}
+    proxy = await make_proxy(config)
+    headers = {"X-Request-Id": "req-1", "X-Prompt-Template-Id": "support-bot", "X-Prompt-Template-Version": "7"}
+    async with http.post(proxy.url + "/v1/chat/completions", json={"model": "m1", "messages": []},
+                         headers=headers) as r:
+        assert r.status == 200
+        await r.read()
+    async with http.post(proxy.url + "/v1/chat/completions", data=b"{") as r:
+        assert r.status == 400
+    await eventually(lambda: count(chdb_client, db) == 2, what="two request rows")
+    rows = chdb_client.query(
+        f"SELECT request_id, route, model, backend, status, latency_ms > 0, ttfb_ms > 0, upstream_ms > 0, "
+        f"prompt_template_id, prompt_template_version, dateDiff('second', ts, now64(3)) < 60 "
+        f"FROM `{db}`.requests ORDER BY status").result_rows
+    assert rows[0] == ("req-1", "/v1/chat/completions", "m1", up.url, 200, True, True, True, "support-bot", "7", True)
+    assert rows[1][1:5] == ("/v1/chat/completions", "", "", 400)
+    async with http.get(proxy.url + "/metrics") as r:
+        text = await r.text()
+    assert 'warden_telemetry_rows_written_total{table="requests"} 2.0' in text
+    assert "warden_telemetry_spool_full 0.0" in text
+
+
+def test_cli_migrate_and_query(db: str, chdb_dir: str, chdb_client: Client, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    config = proxy_config(["http://127.0.0.1:9"])
+    config["telemetry"] = {"dsn": f"chdb://{chdb_dir}", "database": db}
+    path = tmp_path / "warden.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    assert main(["query", "--config", str(path), "SELECT 1"]) == 1
+    assert "run `warden migrate` first" in capsys.readouterr().err
+    assert main(["migrate", "--config", str(path)]) == 0
+    assert "applied migration(s) 1, 2; schema at version 2" in capsys.readouterr().out
+    assert main(["migrate", "--config", str(path)]) == 0
+    assert "nothing to apply" in capsys.readouterr().out
+
+    chdb_client.command(f"INSERT INTO `{db}`.requests (ts, model, status) VALUES (now64(3), 'a', 200), "
+                        f"(now64(3), 'a', 500), (now64(3), 'b', 200)")
+    sql = "SELECT model, count() AS n, countIf(status >= 500) AS errors FROM requests GROUP BY model ORDER BY model"
+    assert main(["query", "--config", str(path), sql, "--format", "json"]) == 0
+    expected = [{"model": "a", "n": 2, "errors": 1}, {"model": "b", "n": 1, "errors": 0}]
+    assert json.loads(capsys.readouterr().out) == expected
+    assert main(["query", "--config", str(path), sql]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["model", "n", "errors"] and table[2].split() == ["a", "2", "1"]
+    assert table[-1] == "(2 rows)"
+    assert main(["query", "--config", str(path), "SELECT nope FROM requests"]) == 1
+    assert "UNKNOWN_IDENTIFIER" in capsys.readouterr().err
+
+    assert main(["migrate", "--dsn", "chdb:///elsewhere", "--dry-run"]) == 0  # prints, opens nothing
+    assert "CREATE TABLE IF NOT EXISTS `warden`.`requests`" in capsys.readouterr().out
+    assert count(chdb_client, db) == 3
