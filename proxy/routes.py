@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from detectors.runtime.client import ScannerError
 from proxy.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, RequestTimeout, Unavailable
 from proxy.policy.engine import Scope
+from proxy.policy.texts import system_prompt
 from proxy.state import EXCHANGE, STATE, ProxyState
 from proxy.upstream import Group
 
@@ -107,7 +108,7 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
         if await state.policy.check_request(payload, scope):
             body = json.dumps(payload).encode()  # redacted before it leaves
         if request.path != "/v1/embeddings":
-            transform = state.policy.response_transform(scope)
+            transform = state.policy.response_transform(scope, system_prompt(payload))
     key = affinity_key(group, request, payload)
     return await state.relay.forward(request, request[EXCHANGE], group, body, key, transform)
 

@@ -167,9 +167,10 @@ class WardenSettings(BaseSettings):
             raise ValueError("detector names must be unique")
         tasks = {m.task for m in self.scanner.models}
         for detector in self.detectors:
-            if detector.type == "scanner" and self.scanner.mode == "off":
+            uses_scanner = detector.type in ("scanner", "similarity")
+            if uses_scanner and self.scanner.mode == "off":
                 raise ValueError(f"detector {detector.name!r} needs the scanner, but scanner.mode is off")
-            if detector.type == "scanner" and self.scanner.mode == "managed" and detector.task not in tasks:
+            if uses_scanner and self.scanner.mode == "managed" and detector.task not in tasks:
                 raise ValueError(f"detector {detector.name!r} uses task {detector.task!r}, which no "
                                  f"scanner.models entry provides (tasks: {sorted(tasks)})")
         return self

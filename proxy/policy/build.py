@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 
+from detectors.abuse import ExemplarSimilarity, InjectionRules, PromptLeakage, default_exemplars
 from detectors.base import Detector, DetectorUnavailable
 from detectors.patterns import PatternDetector
 from detectors.runtime.client import ScannerClient, ScannerError
@@ -21,10 +24,23 @@ async def build_detector(settings: DetectorSettings, scanner: ScannerClient | No
     directions = frozenset(settings.directions)
     if settings.type == "patterns":
         return PatternDetector(settings.name, directions, secrets=settings.secrets, canaries=settings.canaries)
+    if settings.type == "injection_rules":
+        return InjectionRules(settings.name, directions)
+    if settings.type == "leakage":
+        return PromptLeakage(settings.name, settings.ngram)
     if scanner is None or settings.task is None:
         raise RuntimeError(f"detector {settings.name!r} needs the scanner, which is not running")
-    detector = ScannerDetector(settings.name, settings.task, scanner, directions, report_min=settings.report_min,
-                               timeout_s=settings.timeout_s)
+    detector: ScannerDetector | ExemplarSimilarity
+    if settings.type == "similarity":
+        source = Path(settings.exemplars_file) if settings.exemplars_file else None
+        text = await asyncio.to_thread(source.read_text, encoding="utf-8") if source else None
+        exemplars = text.splitlines() if text is not None else default_exemplars()
+        detector = ExemplarSimilarity(settings.name, settings.task, scanner, directions,
+                                      [e.strip() for e in exemplars if e.strip() and not e.startswith("#")],
+                                      report_min=settings.report_min, timeout_s=settings.timeout_s)
+    else:
+        detector = ScannerDetector(settings.name, settings.task, scanner, directions,
+                                   report_min=settings.report_min, timeout_s=settings.timeout_s)
     try:
         await detector.describe()
     except (DetectorUnavailable, ScannerError) as exc:

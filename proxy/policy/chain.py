@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from detectors.abuse import PromptLeakage
 from detectors.base import Detector, DetectorUnavailable, Direction, Finding, Priority
 from proxy.policy.engine import UNAVAILABLE
 from proxy.policy.metrics import PolicyMetrics
@@ -30,6 +31,14 @@ class DetectorChain:
     def __init__(self, entries: list[ChainEntry], metrics: PolicyMetrics) -> None:
         self.entries = entries
         self.metrics = metrics
+
+    def for_system_prompt(self, system_prompt: str) -> DetectorChain:
+        """This exchange's chain: leakage detectors learn the prompt they must not see repeated."""
+        if not any(isinstance(e.detector, PromptLeakage) for e in self.entries):
+            return self
+        entries = [ChainEntry(e.detector.for_prompt(system_prompt), e.settings)
+                   if isinstance(e.detector, PromptLeakage) else e for e in self.entries]
+        return DetectorChain(entries, self.metrics)
 
     def applies(self, direction: Direction) -> bool:
         return any(direction in e.detector.directions for e in self.entries)

@@ -67,18 +67,19 @@ class PolicyService:
                 slot.set(redact(slot.get(), spans, self.settings.redaction))
         return True
 
-    def response_transform(self, scope: Scope) -> TransformFactory | None:
-        if not self.chain.applies("response"):
+    def response_transform(self, scope: Scope, system_prompt: str = "") -> TransformFactory | None:
+        chain = self.chain.for_system_prompt(system_prompt)
+        if not chain.applies("response"):
             return None
 
         async def scan_one(text: str) -> Verdict:
-            return self.engine.decide(await self.chain.scan([text], "response"), "response", scope)
+            return self.engine.decide(await chain.scan([text], "response"), "response", scope)
 
         async def scan_many(texts: list[str]) -> Verdict:
-            return self.engine.decide(await self.chain.scan(texts, "response"), "response", scope)
+            return self.engine.decide(await chain.scan(texts, "response"), "response", scope)
 
         async def audit(texts: list[str]) -> None:
-            findings = await self.chain.scan(texts, "response", priority="background")
+            findings = await chain.scan(texts, "response", priority="background")
             self.record(self.engine.decide(findings, "response", scope), "response", scope)
 
         def spawn(work: Awaitable[None]) -> None:

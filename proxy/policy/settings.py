@@ -13,10 +13,14 @@ class _Section(BaseModel):
 
 class DetectorSettings(_Section):
     name: str
-    type: Literal["scanner", "patterns"] = Field(
-        description="scanner: a model task served by the scanner process; patterns: secrets and canaries in-line"
+    type: Literal["scanner", "patterns", "injection_rules", "similarity", "leakage"] = Field(
+        description="scanner: a model task of the scanner process (classifier or spans); patterns: secrets and "
+        "canaries; injection_rules: known attack phrasings; similarity: cosine to attack exemplars through an "
+        "embedding task; leakage: system-prompt n-gram overlap in outputs"
     )
-    task: str | None = Field(None, description="the scanner task (for type: scanner)")
+    task: str | None = Field(None, description="the scanner task (for scanner and similarity)")
+    exemplars_file: str | None = Field(None, description="similarity: one attack per line (default: shipped set)")
+    ngram: int = Field(5, ge=2, description="leakage: words per n-gram")
     directions: list[Literal["request", "response"]] = ["request", "response"]
     on_error: Literal["open", "closed"] = Field(
         "open", description="when it cannot answer: open lets the text through (counted), closed blocks it"
@@ -28,8 +32,8 @@ class DetectorSettings(_Section):
 
     @model_validator(mode="after")
     def _task_for_scanner(self) -> DetectorSettings:
-        if self.type == "scanner" and not self.task:
-            raise ValueError("a detector of type scanner needs a task (one of scanner.models[].task)")
+        if self.type in ("scanner", "similarity") and not self.task:
+            raise ValueError(f"a detector of type {self.type} needs a task (one of scanner.models[].task)")
         return self
 
 

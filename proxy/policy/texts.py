@@ -58,3 +58,16 @@ def response_slots(payload: dict[str, Any]) -> list[tuple[dict[str, Any], Slot]]
         elif isinstance(choice.get("text"), str):
             found.append((choice, Slot(choice, "text")))
     return found
+
+
+def system_prompt(payload: dict[str, Any]) -> str:
+    """The instructions a leakage detector must not see repeated: system and developer messages."""
+    parts = []
+    for message in payload.get("messages") or []:
+        if isinstance(message, dict) and message.get("role") in ("system", "developer"):
+            content = message.get("content")
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):
+                parts += [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    return "\n".join(parts)
