@@ -23,6 +23,7 @@ from proxy.errors import (
 )
 from proxy.headers import REQUEST_ID, new_request_id, valid_request_id
 from proxy.metrics import ProxyMetrics
+from proxy.policy.audit_sink import detections_sink
 from proxy.policy.build import build_policy
 from proxy.policy.metrics import PolicyMetrics
 from proxy.relay import CLIENT_CLOSED, Exchange
@@ -189,6 +190,9 @@ def _policy_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[
         background = TaskOwner("policy")
         state.policy = await build_policy(state.settings.detectors, state.settings.policy, state.scanner,
                                           PolicyMetrics(state.registry), background)
+        if state.telemetry is not None:
+            versions = {e.detector.name: e.detector.version for e in state.policy.chain.entries}
+            state.policy.sinks.append(detections_sink(state.telemetry.emit, versions))
         try:
             yield
         finally:

@@ -153,7 +153,7 @@ class Scanner:
             return Reply(id=request.id, ok=False, error=kind, message=str(failure))
         runner = batcher.runner
         if runner.output == "spans":
-            return Reply(id=request.id, ok=True, labels=list(runner.labels), spans=results)  # type: ignore[arg-type]
+            return Reply(id=request.id, ok=True, labels=list(runner.labels), spans=results)
         rows = np.stack(results)  # type: ignore[arg-type]
         if runner.output == "vectors":
             return Reply(id=request.id, ok=True, vectors=pack_vectors(rows), dim=rows.shape[1])

@@ -26,6 +26,7 @@ class Scope:
     tenant: str = "anonymous"
     route: str = ""
     model: str = ""
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
