@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # The CPU build of torch (a plain `torch` from PyPI is the multi-GB CUDA build); set TORCH_SPEC to change.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test lint typecheck unit bench bench-deps clean
+.PHONY: run test lint typecheck unit bench bench-deps bench-telemetry clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,8 @@ $(VENV)/.installed-run: pyproject.toml | $(PY)
 $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PIP) install '$(TORCH_SPEC)'
 	$(PIP) install -e '.[test]'
+	# The offline toxicity default: its wheel declares tensorflow, which the torch port does not need.
+	$(PIP) install --no-deps toxic-comment-classifier==0.3.0 h5py
 	touch $@ $(VENV)/.installed-run
 
 ## run: the proxy in front of a local llama.cpp server with a tiny generated model
@@ -40,6 +42,10 @@ unit: $(VENV)/.installed-test
 bench-deps:
 	command -v wrk >/dev/null && command -v nginx >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light)
+
+## bench-telemetry: rows/s into chDB, inserts/s per table, latency added by the telemetry writer (~2 min)
+bench-telemetry: $(VENV)/.installed-test
+	$(PY) bench/telemetry.py
 
 bench: $(VENV)/.installed-test bench-deps
 	$(PIP) install -e '.[bench]'

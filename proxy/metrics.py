@@ -8,6 +8,7 @@ scrape time by a collector instead of being mirrored into gauges on every reques
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -74,17 +75,29 @@ class ProxyMetrics:
             "warden_upstream_failures", "Upstream attempts that failed, by kind.",
             ["group", "kind"], registry=registry,
         )
+        # labels() validates and locks on every call; the children are cached per label tuple
+        # (bounded: routes are the router's, models are capped by ModelLabels, statuses are few).
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._route_children: dict[str, tuple[Any, Any, Any]] = {}
         registry.register(PoolCollector(pool, self))
 
     def observe_request(
         self, route: str, model: str | None, status: int, total: float, ttfb: float | None, upstream: float
     ) -> None:
-        self.requests.labels(route, self.model_label(model), str(status)).inc()
-        self.duration.labels(route).observe(total)
+        key = (route, self.model_label(model), status)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(key[0], key[1], str(status))
+        counter.inc()
+        timings = self._route_children.get(route)
+        if timings is None:
+            timings = self._route_children[route] = (
+                self.duration.labels(route), self.ttfb.labels(route), self.overhead.labels(route))
+        timings[0].observe(total)
         if ttfb is not None:
-            self.ttfb.labels(route).observe(ttfb)
+            timings[1].observe(ttfb)
         if upstream > 0:
-            self.overhead.labels(route).observe(max(0.0, total - upstream))
+            timings[2].observe(max(0.0, total - upstream))
 
 
 class PoolCollector(Collector):
