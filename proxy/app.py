@@ -21,7 +21,7 @@ from proxy.errors import (
     RouteNotFound,
     WardenError,
 )
-from proxy.headers import REQUEST_ID, new_request_id, valid_request_id
+from proxy.headers import REQUEST_ID, valid_request_id
 from proxy.metrics import ProxyMetrics
 from proxy.policy.audit_sink import detections_sink
 from proxy.policy.build import build_policy
@@ -66,7 +66,7 @@ async def exchange_middleware(request: web.Request, handler: Handler) -> web.Str
     state = request.app[STATE]
     incoming = request.headers.get(REQUEST_ID)
     good_id = incoming is None or valid_request_id(incoming)
-    exchange = Exchange(request_id=incoming if incoming and good_id else new_request_id(), started=time.monotonic())
+    exchange = Exchange(request_id=incoming if incoming and good_id else state.request_ids(), started=time.monotonic())
     request[EXCHANGE] = exchange
     state.metrics.in_flight += 1
     status = 500

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 from collections.abc import Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -18,8 +19,15 @@ _DROP_RESPONSE = HOP_BY_HOP | {"content-length", "x-request-id"}
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
-def new_request_id() -> str:
-    return uuid.uuid4().hex
+class RequestIds:
+    """Unique ids without a syscall each: a random per-process prefix and a counter (uuid4 costs ~2 µs)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count):016x}"
 
 
 def valid_request_id(value: str) -> bool:

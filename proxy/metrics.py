@@ -79,7 +79,22 @@ class ProxyMetrics:
         # (bounded: routes are the router's, models are capped by ModelLabels, statuses are few).
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._route_children: dict[str, tuple[Any, Any, Any]] = {}
+        self._queue_children: dict[str, Any] = {}
+        self._upstream_children: dict[tuple[str, str, int], Any] = {}
         registry.register(PoolCollector(pool, self))
+
+    def observe_queue_wait(self, group: str, seconds: float) -> None:
+        child = self._queue_children.get(group)
+        if child is None:
+            child = self._queue_children[group] = self.queue_wait.labels(group)
+        child.observe(seconds)
+
+    def count_upstream_response(self, group: str, backend: str, status: int) -> None:
+        key = (group, backend, status)
+        child = self._upstream_children.get(key)
+        if child is None:
+            child = self._upstream_children[key] = self.upstream_responses.labels(group, backend, str(status))
+        child.inc()
 
     def observe_request(
         self, route: str, model: str | None, status: int, total: float, ttfb: float | None, upstream: float

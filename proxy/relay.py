@@ -91,7 +91,7 @@ class Relay:
                 if last is not None:
                     raise last from None
                 raise
-            self.metrics.queue_wait.labels(group.name).observe(self.clock() - waited_from)
+            self.metrics.observe_queue_wait(group.name, self.clock() - waited_from)
             if attempt:
                 self.metrics.retries.labels(group.name).inc()
                 log.info("retrying request %s on %s", exchange.request_id, backend.url)
@@ -124,7 +124,7 @@ class Relay:
         is_sse = False
         try:
             async with await self._open(request.method, url, body, headers) as upstream:
-                self.metrics.upstream_responses.labels(group.name, backend.url, str(upstream.status)).inc()
+                self.metrics.count_upstream_response(group.name, backend.url, upstream.status)
                 self._judge_status(group, backend, upstream.status, final)
                 headers = client_response_headers(upstream.headers, exchange.request_id)
                 transform = make_transform(upstream.content_type, upstream.status) if make_transform else None

@@ -32,6 +32,8 @@ async def read_body(request: web.Request, state: ProxyState) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body of {request.content_length} bytes is over the {limit}-byte limit")
     try:
+        if request.content.is_eof():  # the usual case: the body came with the headers; no timer needed
+            return await request.read()
         async with asyncio.timeout(state.settings.timeouts.body_read_s):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:

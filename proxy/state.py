@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from detectors.runtime.client import ScannerClient
+from proxy.headers import RequestIds
 from proxy.metrics import ProxyMetrics
 from proxy.policy.service import PolicyService
 from proxy.relay import Exchange, Relay
@@ -23,6 +24,7 @@ class ProxyState:
     pool: UpstreamPool
     registry: CollectorRegistry
     metrics: ProxyMetrics
+    request_ids: RequestIds = field(default_factory=RequestIds)
     # The scanner client while the scanner cleanup context holds one; None when scanning is off.
     scanner: ScannerClient | None = None
     # The telemetry writer while its cleanup context runs it; None when telemetry is off.

@@ -42,6 +42,8 @@ async def test_request_id_is_assigned_when_absent(make_upstream: UpstreamFactory
         rid = resp.headers["X-Request-Id"]
     assert len(rid) == 32
     assert {k.lower(): v for k, v in up.requests[-1]["headers"].items()}["x-request-id"] == rid
+    async with http.post(proxy.url + "/v1/chat/completions", json=CHAT) as resp:
+        assert resp.headers["X-Request-Id"] != rid
 
 
 async def test_stream_is_relayed_chunk_by_chunk(make_upstream: UpstreamFactory, make_proxy: ProxyFactory,
