@@ -96,7 +96,7 @@ def start_upstream_sse(port: int, log_dir: Path, cpus: str) -> Child:
 
 
 def start_warden(name: str, port: int, upstream: str, log_dir: Path, cpus: str, *, uvloop: bool = True,
-                 processes: int = 1) -> list[Child]:
+                 processes: int = 1, telemetry: bool = True) -> list[Child]:
     """Warden as a user runs it, defaults and all; uvloop off needs a config file (no flag for it).
 
     Each process runs in its own empty working directory: Warden keeps state under relative
@@ -119,8 +119,9 @@ def start_warden(name: str, port: int, upstream: str, log_dir: Path, cpus: str, 
         child_name = f"{name}-{i}" if processes > 1 else name
         workdir = log_dir / f"{child_name}-{port}.cwd"
         workdir.mkdir(parents=True, exist_ok=True)
+        env = None if telemetry else {"WARDEN_TELEMETRY__ENABLED": "false"}
         children.append(Child(child_name, [WARDEN, "--log-level", "warning", "serve", *args], cpus, log_dir,
-                              cwd=workdir))
+                              env=env, cwd=workdir))
     return children
 
 

@@ -33,7 +33,7 @@ import overhead_servers as servers
 from overhead_common import Child, cpu_seconds, free_port, wait_ready
 from overhead_env import describe
 
-KEYS = ("direct", "warden", "warden-noloop", "warden-x2", "relay", "relay-noloop", "nginx", "litellm")
+KEYS = ("direct", "warden", "warden-notel", "warden-noloop", "warden-x2", "relay", "relay-noloop", "nginx", "litellm")
 # Starts a target in front of the given upstream URL on the given port; [] means "no proxy".
 Starter = Callable[[int, str, Path], list[Child]]
 
@@ -68,6 +68,8 @@ def build_targets(args: argparse.Namespace) -> tuple[list[Target], dict[str, str
         Target("direct", "direct (no proxy)", lambda p, up, d: [], args.load_cpus),
         Target("warden", "Warden (uvloop)", lambda p, up, d: servers.start_warden("warden", p, up, d, cpu), cpu,
                60.0),
+        Target("warden-notel", "Warden (uvloop, telemetry off)",
+               lambda p, up, d: servers.start_warden("warden-notel", p, up, d, cpu, telemetry=False), cpu, 60.0),
         Target("warden-noloop", "Warden (asyncio loop)",
                lambda p, up, d: servers.start_warden("warden-noloop", p, up, d, cpu, uvloop=False), cpu, 60.0),
         Target("warden-x2", "Warden ×2 (reuse-port)",

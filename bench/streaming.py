@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import itertools
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +26,8 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-WORDS = "the quick brown fox jumps over the lazy dog while the model keeps talking about nothing much".split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "the", "model", "keeps",
+         "talking", "about", "nothing", "much"]
 
 
 def free_port() -> int:
@@ -77,7 +78,7 @@ async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, l
         async for line in resp.content:
             if line.startswith(b"data: {") and b'"content"' in line:
                 arrivals.append(time.perf_counter())
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     return arrivals[0] - started, gaps
 
 
@@ -119,14 +120,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             port = free_port()
             config = Path(tmp) / f"{name.replace(' ', '_')}.yaml"
             config.write_text(yaml.safe_dump(warden_config(port, upstream, mode)))
-            proc = subprocess.Popen([sys.executable, "-m", "proxy", "--log-level", "warning", "serve",
-                                     "--config", str(config)], cwd=tmp)
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "proxy", "--log-level", "warning",
+                                                        "serve", "--config", str(config), cwd=tmp)
             try:
                 await wait_ready(f"http://127.0.0.1:{port}")
                 results[name] = await measure(f"http://127.0.0.1:{port}", args.streams)
             finally:
                 proc.terminate()
-                proc.wait(timeout=30)
+                await proc.wait()
     await runner.cleanup()
     return results
 
