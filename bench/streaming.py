@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import itertools
+import json
 import statistics
 import sys
 import tempfile
