@@ -151,6 +151,8 @@ class ScannerClient:
 
     async def scan(self, task: str, texts: list[str], priority: Priority = "request",
                    timeout_s: float | None = None) -> ScanResult:
+        if not texts:
+            return ScanResult(labels=[], scores=np.zeros((0, 0), dtype=np.float32), vectors=None, spans=[])
         reply = await self._call(ScanRequest(id=next(self._ids), task=task, texts=texts, priority=priority), timeout_s)
         if reply.vectors is not None and reply.dim:
             return ScanResult(labels=[], vectors=unpack_vectors(reply.vectors, reply.dim))

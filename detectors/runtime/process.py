@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None, prog: str = "warden scanner") -> int:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # OpenMP's busy-wait makes a forward pass several times slower when the cores are shared (as on a
+    # sidecar host); measured in bench/scanner.py. Set before torch loads; the environment still wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         settings = _settings(args)
     except (ValidationError, OSError, yaml.YAMLError) as exc:

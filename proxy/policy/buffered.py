@@ -6,7 +6,8 @@ import json
 from collections.abc import Awaitable, Callable
 
 from detectors.base import Finding
-from proxy.policy.engine import Action, Verdict, redact
+from detectors.redact import Redactor
+from proxy.policy.engine import Action, Verdict
 from proxy.policy.hooks import Recorder
 from proxy.policy.texts import response_slots
 
@@ -14,11 +15,11 @@ ScanMany = Callable[[list[str]], Awaitable[Verdict]]
 
 
 class JsonEnforcer:
-    def __init__(self, scan: ScanMany, recorder: Recorder, style: str, limit: int,
+    def __init__(self, scan: ScanMany, recorder: Recorder, redactor: Redactor, limit: int,
                  on_unscanned: Callable[[str], None]) -> None:
         self.scan = scan
         self.recorder = recorder
-        self.style = style
+        self.redactor = redactor
         self.limit = limit
         self.on_unscanned = on_unscanned
         self.stopped = False
@@ -63,7 +64,7 @@ class JsonEnforcer:
             for index, (_, slot) in enumerate(slots):
                 spans: list[Finding] = verdict.redactions(index)
                 if spans:
-                    slot.set(redact(slot.get(), spans, self.style))
+                    slot.set(self.redactor.redact(slot.get(), spans))
         else:
             return body
         return json.dumps(payload).encode()

@@ -91,24 +91,3 @@ class PolicyEngine:
                     verdict.decisions.append(Decision(finding, action, index))
                     verdict.action = max(verdict.action, action)
         return verdict
-
-
-def redact(text: str, spans: list[Finding], style: str = "label", offset: int = 0) -> str:
-    """Cut spans (offsets relative to `offset` in the original) out of `text`; overlaps merge."""
-    pieces = sorted((max(0, (f.start or 0) - offset), min(len(text), (f.end or 0) - offset), f.label) for f in spans)
-    merged: list[tuple[int, int, str]] = []
-    for start, end, label in pieces:
-        if start >= end:
-            continue
-        if merged and start < merged[-1][1]:
-            first, last, kept = merged[-1]
-            merged[-1] = (first, max(last, end), kept)
-        else:
-            merged.append((start, end, label))
-    out, cursor = [], 0
-    for start, end, label in merged:
-        out.append(text[cursor:start])
-        out.append(f"<{label}>" if style == "label" else "*" * (end - start))
-        cursor = end
-    out.append(text[cursor:])
-    return "".join(out)

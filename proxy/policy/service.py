@@ -7,14 +7,16 @@ whether or not it changed the traffic; in audit mode nothing is changed.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from detectors.redact import Redactor
 from proxy.errors import ContentBlocked
 from proxy.policy.audit import AuditTap
 from proxy.policy.buffered import JsonEnforcer
 from proxy.policy.chain import DetectorChain
-from proxy.policy.engine import Action, PolicyEngine, Scope, Verdict, redact
+from proxy.policy.engine import Action, PolicyEngine, Scope, Verdict
 from proxy.policy.hooks import ResponseTransform
 from proxy.policy.metrics import PolicyMetrics
 from proxy.policy.settings import PolicySettings
@@ -36,6 +38,11 @@ class PolicyService:
         self.engine = PolicyEngine(settings)
         self.background = background
         self.sinks: list[AuditSink] = []
+        self._salt = os.environ.get(settings.redaction_salt_env, "").encode()
+
+    def redactor(self) -> Redactor:
+        """One per request or response, so numbering is consistent within it and nowhere else."""
+        return Redactor(self.settings.redaction, salt=self._salt)
 
     @property
     def enforce(self) -> bool:
@@ -61,10 +68,11 @@ class PolicyService:
             return False
         if verdict.action == Action.BLOCK:
             raise ContentBlocked(f"the request was blocked by policy ({verdict.reasons})")
+        redactor = self.redactor()
         for index, slot in enumerate(slots):
             spans = verdict.redactions(index)
             if spans:
-                slot.set(redact(slot.get(), spans, self.settings.redaction))
+                slot.set(redactor.redact(slot.get(), spans))
         return True
 
     def response_transform(self, scope: Scope, system_prompt: str = "") -> TransformFactory | None:
@@ -98,8 +106,8 @@ class PolicyService:
             if not self.enforce:
                 return AuditTap(is_sse, self.settings.max_response_bytes, audit, spawn)
             if is_sse:
-                return StreamEnforcer(scan_one, record, self.settings.stream_window_chars, self.settings.redaction)
-            return JsonEnforcer(scan_many, record, self.settings.redaction, self.settings.max_response_bytes,
+                return StreamEnforcer(scan_one, record, self.settings.stream_window_chars, self.redactor())
+            return JsonEnforcer(scan_many, record, self.redactor(), self.settings.max_response_bytes,
                                 lambda reason: self.metrics.unscanned.labels(reason).inc())
 
         return factory

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from detectors.redact import Operator
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -59,4 +61,9 @@ class PolicySettings(_Section):
         64, ge=8, description="characters held back from a stream until scanned; longer entities may leak"
     )
     max_response_bytes: int = Field(8 * 1024 * 1024, gt=0, description="non-streamed bodies buffered for a scan")
-    redaction: Literal["label", "mask"] = Field("label", description="label: <EMAIL_ADDRESS>; mask: ****")
+    redaction: dict[str, Operator] = Field(
+        default_factory=lambda: {"DEFAULT": Operator()},
+        description="presidio-anonymizer operators per label (replace, mask, hash, redact, keep); DEFAULT for the "
+        "rest. Consistent within one response: the same value gets the same replacement.",
+    )
+    redaction_salt_env: str = Field("WARDEN_REDACTION_SALT", description="env var holding the hash salt")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.base import Finding
-from proxy.policy.engine import Action, Verdict, redact
+from detectors.redact import Redactor
+from proxy.policy.engine import Action, Verdict
 from proxy.policy.hooks import Recorder, Scan
 
 CONTEXT_CHARS = 64
@@ -60,12 +61,12 @@ class _Choice:
 class StreamEnforcer:
     """A relay transform for `text/event-stream` responses of chat and completion routes."""
 
-    def __init__(self, scan: Scan, recorder: Recorder, window: int, style: str) -> None:
+    def __init__(self, scan: Scan, recorder: Recorder, window: int, redactor: Redactor) -> None:
         self.scan = scan
         self.recorder = recorder
         self.window = window
         self.step = max(8, window // 2)
-        self.style = style
+        self.redactor = redactor
         self.stopped = False
         self._decoder = SSEDecoder()
         self._choices: dict[int, _Choice] = {}
@@ -164,7 +165,7 @@ class StreamEnforcer:
         for span in spans:
             if span.start is not None and span.end is not None and span.start < cut < span.end:
                 cut = max(0, min(cut, span.start))
-        released = redact(state.held[:cut], [s for s in spans if (s.start or 0) < cut], self.style)
+        released = self.redactor.redact(state.held[:cut], [s for s in spans if (s.start or 0) < cut])
         state.held = state.held[cut:]
         state.offset += cut
         state.context = (state.context + released)[-CONTEXT_CHARS:]

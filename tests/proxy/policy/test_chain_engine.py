@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from detectors.base import DetectorUnavailable, Direction, Finding, Priority
 from proxy.policy.chain import ChainEntry, DetectorChain
-from proxy.policy.engine import UNAVAILABLE, Action, PolicyEngine, Scope, redact
+from proxy.policy.engine import UNAVAILABLE, Action, PolicyEngine, Scope
 from proxy.policy.metrics import PolicyMetrics
 from proxy.policy.settings import DetectorSettings, PolicySettings, RuleSettings
 
@@ -52,13 +52,6 @@ def test_scope_direction_and_span_rules() -> None:
     assert e.action_for(span, "response", Scope(model="llama")) == Action.ALLOW
     assert e.action_for(whole, "response", Scope(model="gpt-4")) == Action.BLOCK  # nothing to cut out
     assert e.action_for(Finding("any", UNAVAILABLE, 1.0), "request", Scope()) == Action.BLOCK
-
-
-def test_redact_merges_overlaps_and_masks() -> None:
-    spans = [Finding("p", "A", 1, 0, 5), Finding("p", "B", 1, 3, 8), Finding("p", "C", 1, 10, 12)]
-    assert redact("0123456789ab!", spans) == "<A>89<C>!"
-    assert redact("0123456789ab!", spans, style="mask") == "********89**!"
-    assert redact("xx0123", [Finding("p", "A", 1, 100, 103)], offset=98) == "xx<A>3"
 
 
 async def test_each_failure_is_isolated_counted_and_follows_its_rule() -> None:

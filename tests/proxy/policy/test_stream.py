@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from detectors.redact import Redactor
 from proxy.policy.chain import ChainEntry, DetectorChain
 from proxy.policy.engine import PolicyEngine, Scope, Verdict
 from proxy.policy.metrics import PolicyMetrics
@@ -37,7 +38,7 @@ def enforcer(action: str = "redact", window: int = 64) -> tuple[StreamEnforcer, 
     async def scan(text: str) -> Verdict:
         return engine.decide(await chain.scan([text], "response"), "response", Scope())
 
-    return StreamEnforcer(scan, recorded.append, window, "label"), recorded
+    return StreamEnforcer(scan, recorded.append, window, Redactor()), recorded
 
 
 def sse_chunks(pieces: list[str]) -> list[bytes]:

