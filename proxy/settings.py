@@ -110,9 +110,9 @@ class TelemetrySettings(_Section):
                           description="Used unless an http(s) DSN names one in its path.")
     cluster: str | None = Field(None, description="Create tables ON CLUSTER, Replicated + Distributed.")
     auto_migrate: bool = Field(True, description="Apply pending migrations when the writer starts.")
-    batch_rows: int = Field(10_000, ge=1, description="Rows per insert at most; a full batch flushes at once.")
+    batch_rows: int = Field(20_000, ge=1, description="Rows per insert at most; a full batch flushes at once.")
     flush_interval_s: float = Field(1.0, gt=0, description="Longest time a row waits in memory.")
-    max_buffer_rows: int = Field(200_000, ge=1, description="Rows held in memory; beyond it rows are dropped.")
+    max_buffer_rows: int = Field(100_000, ge=1, description="Rows held in memory; beyond it rows are dropped.")
     insert_timeout_s: float = Field(10.0, gt=0, description="An insert slower than this goes to the spool.")
     spool_dir: str = ".warden/spool"
     spool_max_bytes: int = Field(1 << 30, gt=0, description="Disk cap of the spool; beyond it rows are dropped.")

@@ -7,8 +7,9 @@ and may have landed: those go alone, under their original token. The plan is sav
 spool (the intent) before the first insert, so a replay cut short by a crash repeats the same
 inserts under the same tokens and the store skips what it already has.
 
-A plan that keeps failing while the store answers pings is bad data, not an outage: it is
-retried record by record, and a record still refused is moved to `rejected.spool`.
+A plan that keeps failing with a non-transient error while the store answers pings is bad data,
+not an outage: it is retried record by record, and a record still refused is moved to
+`rejected.spool`. Timeouts, network errors and overload (TOO_MANY_PARTS...) are only waited out.
 """
 
 from __future__ import annotations
@@ -28,8 +29,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("warden.telemetry.replay")
 
-MAX_RECORDS = 512  # records read per replay step (memory bound, with rows <= 4 * batch_rows)
+MAX_RECORDS = 512  # records read per replay step (memory bound, with rows <= batch_rows + one record)
 ATTEMPTS = 3  # failures with a healthy store before a plan is split, or a lone record rejected
+
+
+# Server errors that say "not now" rather than "not this": retried for as long as they last.
+TRANSIENT = ("TOO_MANY_PARTS", "MEMORY_LIMIT_EXCEEDED", "TIMEOUT_EXCEEDED", "TOO_MANY_SIMULTANEOUS_QUERIES",
+             "NETWORK_ERROR", "SOCKET_TIMEOUT", "TABLE_IS_READ_ONLY", "READONLY", "KEEPER_EXCEPTION",
+             "ALL_CONNECTION_TRIES_FAILED", "QUERY_WAS_CANCELLED", "ABORTED", "HTTP status 5", "HTTP status 429")
+
+
+def outage(exc: BaseException) -> bool:
+    """Timeouts, network errors and overload are outages (wait), never a reason to reject data."""
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    return isinstance(exc, TimeoutError | OSError | OperationalError) or any(t in str(exc) for t in TRANSIENT)
 
 
 def plan(records: list[Record], batch_rows: int, solo: bool) -> list[list[int]]:
@@ -89,8 +103,9 @@ class Replayer:
                 await self.step()
                 delay = w.retry_s[0]
             except Exception as exc:
-                w.store_down(exc)
-                if await self._healthy() and not await self._schema_gone(exc):
+                if outage(exc) or not await self._healthy():
+                    w.store_down(exc)
+                elif not await self._schema_gone(exc):
                     await self._bad_data(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, w.retry_s[1])
@@ -116,7 +131,7 @@ class Replayer:
         assert spool is not None
         intent = spool.intent
         if intent is None:
-            records = await w.io(spool.read, MAX_RECORDS, 4 * w.settings.batch_rows)
+            records = await w.io(spool.read, MAX_RECORDS, w.settings.batch_rows)
             if not records:
                 await w.io(w.sync_spool_state)
                 return

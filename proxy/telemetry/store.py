@@ -41,9 +41,11 @@ def insert_settings(token: str) -> dict[str, Any]:
     """Exactly-once per batch: a retried or replayed batch carries the same token and is skipped.
 
     `async_insert` is off because chDB enables it by default and server-side buffering has its
-    own deduplication rules; our batches are already large.
+    own deduplication rules; our batches are already large. Type conversion is on because
+    LowCardinality columns are sent as plain String (see `Table.wire_types`).
     """
-    return {"insert_deduplication_token": token, "insert_deduplicate": 1, "async_insert": 0}
+    return {"insert_deduplication_token": token, "insert_deduplicate": 1, "async_insert": 0,
+            "input_format_native_allow_types_conversion": 1}
 
 
 class Store(Protocol):
@@ -129,6 +131,7 @@ class ChdbStore:
 
 
 def _open_chdb(path: Path, database: str | None) -> Client:
+    _load_client_library()
     import clickhouse_connect
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
@@ -146,10 +149,11 @@ def _open_chdb(path: Path, database: str | None) -> Client:
 
 
 def _load_client_library() -> None:
-    """Import clickhouse-connect and what it imports lazily, off the event loop.
+    """Import clickhouse-connect and what it imports lazily, when the store opens.
 
     Its first insert otherwise imports pandas (installed with chDB) to test whether the data is
-    a DataFrame: 0.4-0.8 s with the loop blocked, measured as a stall of every request.
+    a DataFrame: 0.4-0.8 s, which stalled every request (on the loop, or from a thread holding
+    the GIL) when it happened under traffic. At open, the proxy is not serving yet.
     """
     import clickhouse_connect  # noqa: F401
     from clickhouse_connect.driver import options

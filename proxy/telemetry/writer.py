@@ -1,18 +1,18 @@
 """The telemetry writer: `emit` on the request path, batched inserts and the spool behind it.
 
-- `emit(table, row)` appends to an in-memory buffer and returns: O(1), never blocks, never
-  awaits, so the store's health cannot reach request latency. The buffer is bounded
-  (`max_buffer_rows`); the flusher empties it into the store or the spool long before that.
-- The flush task takes one batch per table every `flush_interval_s`, or at once when a table
-  holds `batch_rows`: at most one insert per table per interval, which is what keeps
-  ClickHouse's part count low. Rows become columns on the writer's I/O thread, not the loop.
-- A batch goes to the store directly only while the spool is empty; otherwise (or when the
-  insert fails or exceeds `insert_timeout_s`) it is appended to the spool, so order holds.
-  The replay task (replay.py) drains the spool into the store when it answers again.
-- Every batch carries an id that is its `insert_deduplication_token`: a batch inserted, then
-  spooled because the answer was lost, is skipped by the store when replayed.
-- A hard kill loses only what was in memory (at most about `flush_interval_s` of rows); a
-  graceful `stop()` flushes everything to the store or the spool.
+- `emit(table, row)` appends to a bounded in-memory buffer and returns: O(1), never blocks,
+  never awaits, so the store's health cannot reach request latency.
+- The flush task wakes every `flush_interval_s`, or at once when a table holds `batch_rows`,
+  and writes what is buffered in batches of up to `batch_rows`: one insert per table per
+  interval at moderate rates, which is what keeps ClickHouse's part count low. Rows become
+  columns on the writer's I/O thread, overlapping the previous batch's insert.
+- A batch goes to the store only while the spool is empty; otherwise, or when the insert fails
+  or outlasts `insert_timeout_s`, it goes to the spool, so order holds. The replay task
+  (replay.py) drains the spool into the store once it answers.
+- Every batch's id is its `insert_deduplication_token`: a batch that landed but whose answer
+  was lost is spooled, replayed under the same token, and skipped by the store.
+- A hard kill loses only what was in memory (about `flush_interval_s` of rows); `stop()`
+  flushes everything to the store or the spool first.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 from proxy.settings import TelemetrySettings
 from proxy.telemetry.metrics import TelemetryMetrics
 from proxy.telemetry.migrate import migrate, target_for
-from proxy.telemetry.replay import Replayer
+from proxy.telemetry.replay import Replayer, outage
 from proxy.telemetry.schema import TABLES, Table
 from proxy.telemetry.spool import Entry, Spool, encode
 from proxy.telemetry.store import Store, StoreError, describe, open_store
@@ -55,22 +55,24 @@ class TelemetryWriter:
         self.settings = settings
         self.target = target_for(settings)
         self.tables: dict[str, Table] = TABLES
+        self._defaults = {t: [(c.name, c.default) for c in spec.columns] for t, spec in self.tables.items()}
         self._connect_fn = connect or (lambda: open_store(settings.dsn, timeout_s=settings.insert_timeout_s))
         self.retry_s = retry_s
         self.metrics = TelemetryMetrics(registry, self.tables, self)
         self.store: Store | None = None
         self.spool: Spool | None = None
         self._buffers: dict[str, list[Row]] = {t: [] for t in self.tables}
-        self._buffered = 0
+        self.buffered_rows = 0
         self._id_prefix = uuid.uuid4().hex[:16]
         self._seq = 0
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warden-telemetry-io")
         self._wake = asyncio.Event()
         self.spooled = asyncio.Event()  # set after each append; the replayer waits on it
         self.spool_empty = asyncio.Event()
-        self.spool_pending = False  # mirrors of the spool's state, updated on the loop after each I/O call
-        self._spool_bytes = 0
-        self._spool_full = False
+        # Read by the scrape-time collector; the spool's state is mirrored here after each I/O call.
+        self.spool_pending = False
+        self.spool_bytes = 0
+        self.spool_full = False
         self._store_up: bool | None = None  # unknown until the first connection attempt
         self._dropping_buffer = False
         self._closing = False
@@ -83,13 +85,13 @@ class TelemetryWriter:
     def emit(self, table: str, row: Row) -> None:
         """Queue one row (the writer owns the dict from here on); `ts` defaults to now, in ms."""
         buffer = self._buffers[table]
-        if self._closed or self._buffered >= self.settings.max_buffer_rows:
+        if self._closed or self.buffered_rows >= self.settings.max_buffer_rows:
             self._drop_buffer(table)
             return
         if "ts" not in row:
             row["ts"] = time.time_ns() // 1_000_000
         buffer.append(row)
-        self._buffered += 1
+        self.buffered_rows += 1
         if len(buffer) >= self.settings.batch_rows:
             self._wake.set()
 
@@ -99,21 +101,7 @@ class TelemetryWriter:
         if not self._dropping_buffer:
             self._dropping_buffer = True
             log.error("telemetry: dropping %s rows (%s): %d rows already wait in memory; the writer cannot keep up",
-                      table, reason, self._buffered)
-
-    # -- state read at scrape time ------------------------------------------------------------
-
-    @property
-    def spool_bytes(self) -> int:
-        return self._spool_bytes
-
-    @property
-    def spool_full(self) -> bool:
-        return self._spool_full
-
-    @property
-    def buffered_rows(self) -> int:
-        return self._buffered
+                      table, reason, self.buffered_rows)
 
     @property
     def store_up(self) -> bool:
@@ -123,15 +111,15 @@ class TelemetryWriter:
 
     async def start(self) -> None:
         """Open the spool (exclusive), connect and migrate; an unreachable server is retried later."""
-        self.spool = await self.io(Spool, Path(self.settings.spool_dir), self.settings.spool_max_bytes)
-        await self.io(self.sync_spool_state)
         try:
+            self.spool = await self.io(Spool, Path(self.settings.spool_dir), self.settings.spool_max_bytes)
+            await self.io(self.sync_spool_state)
             await self.connect()
         except BaseException:
             await self._close_io()
             raise
         if self.spool_pending:
-            log.info("telemetry: %d bytes of spooled batches from an earlier run will be replayed", self._spool_bytes)
+            log.info("telemetry: %d bytes of spooled batches from an earlier run will be replayed", self.spool_bytes)
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="telemetry-flush"),
             asyncio.create_task(self._replayer.run(), name="telemetry-replay"),
@@ -215,7 +203,7 @@ class TelemetryWriter:
                 await asyncio.wait_for(self._wake.wait(), self.settings.flush_interval_s)
             self._wake.clear()
             await self._flush_pass()
-        while self._buffered:
+        while any(self._buffers.values()):
             await self._flush_pass()
 
     async def _flush_pass(self) -> None:
@@ -225,25 +213,43 @@ class TelemetryWriter:
             log.exception("telemetry: flushing failed; the rows of that batch are lost")
 
     async def _flush_tables(self) -> None:
-        """One batch per table; a table still holding a full batch wakes the loop again at once."""
+        """Everything buffered, in batches of `batch_rows`, table by table.
+
+        The next batch becomes columns (I/O thread) while this one is inserted (store thread):
+        the two overlap, which is most of the writer's throughput. `_buffered` drops only as
+        batches leave for the store or the spool, so in-flight rows still count against the cap.
+        """
+        size = self.settings.batch_rows
+        jobs: list[tuple[str, str, list[Row]]] = []
         for table, buffer in list(self._buffers.items()):
-            if not buffer:
-                continue
-            size = self.settings.batch_rows
-            rows, self._buffers[table] = (buffer, []) if len(buffer) <= size else (buffer[:size], buffer[size:])
-            self._buffered -= len(rows)
-            self._seq += 1
-            entry = await self.io(self._to_entry, f"{self._id_prefix}-{self._seq}", table, rows)
-            await self._write(entry)
-            if len(self._buffers[table]) >= size:
-                self._wake.set()
-        if self._buffered < self.settings.max_buffer_rows // 2:
+            if buffer:
+                self._buffers[table] = []
+                for start in range(0, len(buffer), size):
+                    self._seq += 1
+                    jobs.append((f"{self._id_prefix}-{self._seq}", table, buffer[start:start + size]))
+        if not jobs:
+            return
+        loop = asyncio.get_running_loop()
+        ahead = loop.run_in_executor(self._io, self._to_entry, *jobs[0])
+        left = sum(len(rows) for _, _, rows in jobs)
+        try:
+            for i in range(len(jobs)):
+                entry = await ahead
+                if i + 1 < len(jobs):
+                    ahead = loop.run_in_executor(self._io, self._to_entry, *jobs[i + 1])
+                await self._write(entry)
+                self.buffered_rows -= entry.rows
+                left -= entry.rows
+        finally:
+            ahead.cancel()
+            self.buffered_rows -= left  # rows of batches a failure or a cancellation cut off
+        if self.buffered_rows < self.settings.max_buffer_rows // 2:
             self._dropping_buffer = False
 
     def _to_entry(self, batch_id: str, table: str, rows: list[Row]) -> Entry:
-        spec = self.tables[table]
-        columns = [[row.get(c.name, c.default) for row in rows] for c in spec.columns]
-        return Entry(batch_id, table, list(spec.column_names), columns)
+        """Rows to columns; a key a row leaves out gets the column's default (the hot loop of a flush)."""
+        columns = [[row.get(name, default) for row in rows] for name, default in self._defaults[table]]
+        return Entry(batch_id, table, list(self.tables[table].column_names), columns)
 
     async def _write(self, entry: Entry) -> None:
         if self.store is not None and not self.spool_pending:
@@ -257,13 +263,16 @@ class TelemetryWriter:
                 raise
             except Exception as exc:
                 entry.attempted = True  # it may have landed: replay it alone, with the same token
-                self.store_down(exc)
+                if outage(exc):
+                    self.store_down(exc)
+                else:
+                    log.warning("telemetry: the store refused a %s batch (%s); spooled, to be retried",
+                                entry.table, str(exc)[:300])
         await self.spool_entry(entry)
 
     async def insert(self, entry: Entry, token: str) -> None:
         assert self.store is not None
-        types = [self.tables[entry.table].column_types[self.tables[entry.table].column_names.index(n)]
-                 for n in entry.names]
+        types = self.tables[entry.table].wire_types(entry.names)
         started = time.perf_counter()
         await asyncio.wait_for(
             self.store.insert(self.target.database, entry.table, entry.names, types, entry.columns, token),
@@ -280,19 +289,19 @@ class TelemetryWriter:
             self.spool_drained()
             return
         self.metrics.dropped.labels(entry.table, "spool_full").inc(entry.rows)
-        if not self._spool_full:
-            self._spool_full = True
+        if not self.spool_full:
+            self.spool_full = True
             log.error(
                 "telemetry spool %s is FULL (%d bytes, cap telemetry.spool_max_bytes=%d) while the store %s is "
                 "away: DROPPING %d %s rows and every batch after it until replay frees space; alert "
-                "warden_telemetry_spool_full=1", self.settings.spool_dir, self._spool_bytes,
+                "warden_telemetry_spool_full=1", self.settings.spool_dir, self.spool_bytes,
                 self.settings.spool_max_bytes, describe(self.settings.dsn), entry.rows, entry.table,
             )
 
     def spool_drained(self) -> None:
         """Replay freed space: a full spool takes batches again (the alert clears)."""
-        if self._spool_full:
-            self._spool_full = False
+        if self.spool_full:
+            self.spool_full = False
             log.warning("telemetry spool %s has room again; no longer dropping rows", self.settings.spool_dir)
 
     # -- spool calls (on the I/O thread) ------------------------------------------------------
@@ -311,4 +320,4 @@ class TelemetryWriter:
         """Publish the spool's state to the loop side (plain attribute writes, read by the loop)."""
         assert self.spool is not None
         self.spool_pending = self.spool.pending
-        self._spool_bytes = self.spool.size
+        self.spool_bytes = self.spool.size

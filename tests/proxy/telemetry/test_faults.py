@@ -33,7 +33,7 @@ async def test_store_away_then_slow_under_load(
     up = await make_upstream()
     config = proxy_config([up.url])
     config["telemetry"] = {"dsn": f"{fake_clickhouse.url}/{db}", "spool_dir": str(tmp_path / "spool"),
-                           "flush_interval_s": 0.1, "insert_timeout_s": 0.5}
+                           "flush_interval_s": 0.1, "insert_timeout_s": 1.0}
     proxy = await make_proxy(config)
     writer = proxy.state.telemetry
     assert writer is not None and writer.store_up
@@ -58,7 +58,7 @@ async def test_store_away_then_slow_under_load(
     await fake_clickhouse.go_down()  # connections refused
     await asyncio.sleep(1.5)
     phase = "slow"
-    fake_clickhouse.delay_s = 1.0  # inserts applied, answers later than insert_timeout_s
+    fake_clickhouse.delay_s = 3.0  # inserts applied, answers later than insert_timeout_s
     await fake_clickhouse.go_up()
     await asyncio.sleep(1.5)
     phase = "back"
@@ -77,11 +77,13 @@ async def test_store_away_then_slow_under_load(
     assert metric(registry, "warden_telemetry_rows_replayed_total", table="requests") > 0
     assert metric(registry, "warden_telemetry_rows_dropped_total", table="requests", reason="spool_full") == 0
     assert metric(registry, "warden_telemetry_rows_written_total", table="requests") >= answered
+    # Had emit waited on the store, requests would take >= 1 s (the insert timeout) or 3 s (the
+    # slow answers); the bounds leave room for a busy 2-core machine, not for that.
     base = statistics.median(latencies["up"])
     for name in ("away", "slow"):
         assert len(latencies[name]) > 50
-        assert statistics.median(latencies[name]) < 2 * base + 0.005, (name, base, statistics.median(latencies[name]))
-        assert max(latencies[name]) < 0.4  # an insert timeout (0.5 s) never reaches a request
+        assert statistics.median(latencies[name]) < 3 * base + 0.02, (name, base, statistics.median(latencies[name]))
+        assert max(latencies[name]) < 0.9
 
 
 async def test_writer_killed_mid_batch_replays_without_duplicates(

@@ -6,12 +6,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
 from proxy.settings import TelemetrySettings
-from proxy.telemetry.store import HttpStore, open_store
+from proxy.telemetry.spool import decode
+from proxy.telemetry.store import HttpStore, Store, open_store
 from tests.proxy.telemetry.chhttp import FakeClickHouse
 from tests.proxy.telemetry.conftest import WriterFactory, count, eventually, metric, settings
 
@@ -83,3 +85,57 @@ async def test_http_client_path_and_its_dedup_token(fake_clickhouse: FakeClickHo
     finally:
         await store.close()
     assert count(chdb_client, db, where="status = 201") == 2
+
+
+
+class FlakyStore:
+    """A real store whose first inserts time out: a slow server, not bad data."""
+
+    def __init__(self, store: Store, timeouts: int) -> None:
+        self.store = store
+        self.timeouts = timeouts
+        self.description = store.description
+
+    async def insert(self, *args: Any, **kwargs: Any) -> None:
+        if self.timeouts > 0:
+            self.timeouts -= 1
+            raise TimeoutError("slow")
+        await self.store.insert(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_a_slow_store_is_waited_out_never_rejected(chdb_settings: Callable[..., TelemetrySettings],
+                                                         make_writer: WriterFactory, chdb_client: Client,
+                                                         db: str) -> None:
+    s = chdb_settings(batch_rows=500)
+    registry = CollectorRegistry()
+
+    async def connect() -> Store:
+        return cast(Store, FlakyStore(await open_store(s.dsn), timeouts=12))
+
+    writer = await make_writer(s, registry, connect=connect)
+    for i in range(3000):
+        writer.emit("requests", {"request_id": f"s{i}"})
+    await eventually(lambda: count(chdb_client, db) == 3000, what="every row despite 12 timeouts")
+    assert metric(registry, "warden_telemetry_rows_rejected_total", table="requests") == 0
+    assert metric(registry, "warden_telemetry_rows_spooled_total", table="requests") > 0
+
+
+async def test_bad_data_is_set_aside_and_the_rest_flows(chdb_settings: Callable[..., TelemetrySettings],
+                                                        make_writer: WriterFactory, chdb_client: Client,
+                                                        db: str) -> None:
+    registry = CollectorRegistry()
+    writer = await make_writer(chdb_settings(), registry)
+    writer.emit("requests", {"request_id": "good-1"})
+    await eventually(lambda: count(chdb_client, db) == 1)
+    writer.emit("requests", {"request_id": "bad", "status": "not a number"})
+    await asyncio.sleep(0.2)
+    writer.emit("requests", {"request_id": "good-2"})
+    rejected = "warden_telemetry_rows_rejected_total"
+    await eventually(lambda: metric(registry, rejected, table="requests") == 1, what="the bad batch set aside")
+    await eventually(lambda: count(chdb_client, db) == 2, what="the rows after it")
+    assert writer.spool is not None
+    blob = (writer.spool.directory / "rejected.spool").read_bytes()
+    assert decode(blob).columns[1] == ["bad"]
