@@ -74,3 +74,26 @@ def test_cli_migrate_and_query(db: str, chdb_dir: str, chdb_client: Client, tmp_
     assert main(["migrate", "--dsn", "chdb:///elsewhere", "--dry-run"]) == 0  # prints, opens nothing
     assert "CREATE TABLE IF NOT EXISTS `warden`.`requests`" in capsys.readouterr().out
     assert count(chdb_client, db) == 3
+
+
+async def test_policy_decisions_are_audit_rows_without_text(
+    db: str, chdb_dir: str, chdb_client: Client, make_upstream: UpstreamFactory, make_proxy: ProxyFactory,
+    http: aiohttp.ClientSession, tmp_path: Path,
+) -> None:
+    up = await make_upstream()
+    config = proxy_config([up.url])
+    config["telemetry"] = {"dsn": f"chdb://{chdb_dir}", "database": db, "spool_dir": str(tmp_path / "spool"),
+                           "flush_interval_s": 0.05}
+    config["detectors"] = [{"name": "secrets", "type": "patterns"}]
+    config["policy"] = {"rules": [{"detector": "secrets", "action": "redact"}]}
+    proxy = await make_proxy(config)
+    body = {"model": "m", "messages": [{"role": "user", "content": "key AKIAIOSFODNN7EXAMPLE please"}]}
+    async with http.post(proxy.url + "/v1/chat/completions", json=body, headers={"X-Request-Id": "audit-1"}) as r:
+        assert r.status == 200
+    query = (f"SELECT request_id, direction, detector, detector_version, category, action, score, span_start, "
+             f"span_end, explanation FROM `{db}`.detections")
+    await eventually(lambda: len(chdb_client.query(query).result_rows) == 1, what="one detection row")
+    row = chdb_client.query(query).result_rows[0]
+    assert row[:6] == ("audit-1", "request", "secrets", "patterns:7", "AWS_ACCESS_KEY", "redact")
+    assert (row[6], row[7], row[8]) == (1.0, 4, 24)
+    assert "AKIA" not in row[9]  # the explanation names the rule, never the secret
