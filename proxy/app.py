@@ -32,7 +32,7 @@ from proxy.settings import WardenSettings
 from proxy.state import EXCHANGE, STATE, ProxyState
 from proxy.tasks import TaskOwner
 from proxy.telemetry import TelemetryWriter
-from proxy.telemetry.events import request_row
+from proxy.telemetry.events import health_listener, request_row
 from proxy.upstream import HealthProber, UpstreamPool
 
 log = logging.getLogger("warden.app")
@@ -172,9 +172,14 @@ def _telemetry_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterat
         writer = TelemetryWriter(state.settings.telemetry, state.registry)
         await writer.start()
         state.telemetry = writer
+        listener = health_listener(writer.emit)
+        for backend in state.pool.backends():
+            backend.listener = listener
         try:
             yield
         finally:
+            for backend in state.pool.backends():
+                backend.listener = None
             state.telemetry = None
             await writer.stop()
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -36,6 +36,22 @@ WHOLE_BODY_MAX = 64 * 1024
 
 
 @dataclass(slots=True)
+class VerdictSummary:
+    """The strongest policy action over both directions, for the request's telemetry row."""
+
+    action: str = "allow"
+    count: int = 0
+    categories: set[str] = field(default_factory=set)
+
+    def add(self, action: str, categories: list[str]) -> None:
+        order = ("allow", "flag", "redact", "block")
+        if order.index(action) > order.index(self.action):
+            self.action = action
+        self.count += len(categories)
+        self.categories.update(categories)
+
+
+@dataclass(slots=True)
 class Exchange:
     """Timings and outcome of one request, filled in as it goes and recorded once at the end."""
 
@@ -47,6 +63,7 @@ class Exchange:
     upstream_time: float = 0.0
     status: int | None = None
     sent: bool = False
+    verdict: VerdictSummary = field(default_factory=VerdictSummary)
 
 
 class _FailedBeforeFirstByte(Exception):

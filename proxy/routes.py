@@ -106,7 +106,9 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
         raise ModelNotFound(f"the model '{model}' does not exist or is not served here", param="model")
     transform = None
     if state.policy is not None:
-        scope = Scope(tenant="anonymous", route=request.path, model=model, request_id=request[EXCHANGE].request_id)
+        exchange = request[EXCHANGE]
+        scope = Scope(tenant="anonymous", route=request.path, model=model, request_id=exchange.request_id,
+                      summary=exchange.verdict)
         if await state.policy.check_request(payload, scope):
             body = json.dumps(payload).encode()  # redacted before it leaves
         if request.path != "/v1/embeddings":

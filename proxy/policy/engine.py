@@ -5,11 +5,16 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Protocol
 
 from detectors.base import Direction, Finding
 from proxy.policy.settings import PolicySettings, RuleSettings
 
 UNAVAILABLE = "detector_unavailable"
+
+
+class VerdictSink(Protocol):
+    def add(self, action: str, categories: list[str]) -> None: ...
 
 
 class Action(IntEnum):
@@ -27,6 +32,7 @@ class Scope:
     route: str = ""
     model: str = ""
     request_id: str = ""
+    summary: VerdictSink | None = None  # the exchange's running summary, when there is one
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,8 @@ class PolicyService:
         for decision in verdict.decisions:
             f = decision.finding
             self.metrics.detections.labels(f.detector, f.label, decision.action.name.lower(), direction).inc()
+        if scope.summary is not None and verdict.decisions:
+            scope.summary.add(verdict.action.name.lower(), [d.finding.label for d in verdict.decisions])
         for sink in self.sinks:
             sink(verdict, direction, scope)
 

@@ -22,6 +22,7 @@ from proxy.policy.engine import Action, Verdict
 from proxy.policy.hooks import Recorder, Scan
 
 CONTEXT_CHARS = 64
+FIRST_STEP = 8
 
 
 class SSEDecoder:
@@ -150,7 +151,10 @@ class StreamEnforcer:
         return b"".join(out)
 
     async def _release(self, index: int, state: _Choice, *, final: bool) -> str:
-        if not state.held or (not final and len(state.held) < self.window + self.step):
+        # The first release comes as soon as a few characters are past the window, later ones in
+        # half-window steps (fewer scans): the first token waits for the window, not more.
+        step = FIRST_STEP if state.offset == 0 else self.step
+        if not state.held or (not final and len(state.held) < self.window + step):
             return ""
         text = state.context + state.held
         verdict = await self.scan(text)

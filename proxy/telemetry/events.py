@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from proxy.relay import Exchange
+from proxy.upstream import Backend
 
 # Sent by clients that version their prompts; stored as lineage on the request's row.
 PROMPT_TEMPLATE_ID = "X-Prompt-Template-Id"
@@ -28,6 +29,19 @@ def request_row(
         "latency_ms": total_s * 1000.0,
         "ttfb_ms": None if ttfb_s is None else ttfb_s * 1000.0,
         "upstream_ms": exchange.upstream_time * 1000.0,
+        "verdict": exchange.verdict.action,
+        "detection_count": exchange.verdict.count,
+        "detection_categories": sorted(exchange.verdict.categories),
         "prompt_template_id": headers.get(PROMPT_TEMPLATE_ID, "")[:MAX_LABEL],
         "prompt_template_version": headers.get(PROMPT_TEMPLATE_VERSION, "")[:MAX_LABEL],
     }
+
+
+def health_listener(emit: Callable[[str, dict[str, Any]], None]) -> Callable[[Backend, str, str], None]:
+    """Every backend state change (healthy, unhealthy, ejected) as a `backend_health` row."""
+
+    def listen(backend: Backend, previous: str, reason: str) -> None:
+        emit("backend_health", {"upstream_group": backend.group, "backend": backend.url, "state": backend.state,
+                                "previous_state": previous, "reason": reason[:500]})
+
+    return listen

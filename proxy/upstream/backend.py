@@ -7,6 +7,7 @@ and reports failures, the health prober reports probe results.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from proxy.settings import HealthSettings
@@ -32,6 +33,16 @@ class Backend:
     failures_in_a_row: int = 0
     _probe_ok_streak: int = field(default=0, repr=False)
     _probe_fail_streak: int = field(default=0, repr=False)
+    # Told of every state change (backend, previous state, reason): the audit trail's health rows.
+    listener: Callable[[Backend, str, str], None] | None = field(default=None, repr=False)
+
+    @property
+    def state(self) -> str:
+        return "ejected" if self.probe_pending else "healthy" if self.healthy else "unhealthy"
+
+    def _changed(self, previous: str, reason: str) -> None:
+        if self.listener is not None and self.state != previous:
+            self.listener(self, previous, reason)
 
     @property
     def available(self) -> bool:
@@ -53,12 +64,14 @@ class Backend:
         """
         if self.probe_pending:
             return False
+        previous = self.state
         backoff = min(self.health.eject_base_s * 2**self.ejections_in_a_row, self.health.eject_max_s)
         self.ejections_in_a_row += 1
         self.ejections_total += 1
         self.ejected_until = now + backoff
         self.probe_pending = True
         log.warning("ejected %s (group %s) for %.1fs: %s", self.url, self.group, backoff, reason)
+        self._changed(previous, reason)
         return True
 
     def record_success(self) -> None:
@@ -77,6 +90,7 @@ class Backend:
     def record_probe(self, ok: bool, now: float) -> bool:
         """Apply one active probe result; returns True when the backend became available again."""
         was_available = self.available
+        previous = self.state
         if ok:
             self._probe_ok_streak += 1
             self._probe_fail_streak = 0
@@ -96,4 +110,5 @@ class Backend:
             if self.probe_pending and now >= self.ejected_until:
                 self.probe_pending = False
                 self.eject(now, "probe after ejection failed")
+        self._changed(previous, "active probe passed" if ok else "active probe failed")
         return self.available and not was_available

@@ -13,6 +13,7 @@ from clickhouse_connect.driver.client import Client
 from proxy.cli import main
 from tests.proxy.conftest import ProxyFactory, UpstreamFactory, proxy_config
 from tests.proxy.telemetry.conftest import count, eventually
+from tests.support.llama import free_port
 
 
 async def test_every_request_leaves_a_row(
@@ -97,3 +98,26 @@ async def test_policy_decisions_are_audit_rows_without_text(
     assert row[:6] == ("audit-1", "request", "secrets", "patterns:7", "AWS_ACCESS_KEY", "redact")
     assert (row[6], row[7], row[8]) == (1.0, 4, 24)
     assert "AKIA" not in row[9]  # the explanation names the rule, never the secret
+    summary = f"SELECT verdict, detection_count, detection_categories FROM `{db}`.requests"
+    await eventually(lambda: len(chdb_client.query(summary).result_rows) == 1, what="the request row")
+    assert chdb_client.query(summary).result_rows[0] == ("redact", 1, ["AWS_ACCESS_KEY"])
+
+
+async def test_backend_state_changes_are_health_rows(
+    db: str, chdb_dir: str, chdb_client: Client, make_upstream: UpstreamFactory, make_proxy: ProxyFactory,
+    http: aiohttp.ClientSession, tmp_path: Path,
+) -> None:
+    up = await make_upstream()
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = proxy_config([dead, up.url], balancer="round_robin", health={"interval_s": 30, "eject_base_s": 30})
+    config["telemetry"] = {"dsn": f"chdb://{chdb_dir}", "database": db, "spool_dir": str(tmp_path / "spool"),
+                           "flush_interval_s": 0.05}
+    proxy = await make_proxy(config)
+    for _ in range(2):
+        async with http.post(proxy.url + "/v1/chat/completions", json={"model": "m", "messages": []}) as r:
+            assert r.status == 200
+    query = f"SELECT upstream_group, backend, state, previous_state, reason FROM `{db}`.backend_health"
+    await eventually(lambda: len(chdb_client.query(query).result_rows) >= 1, what="a health row")
+    group, backend, state, previous, reason = chdb_client.query(query).result_rows[0]
+    assert (group, backend, state, previous) == ("main", dead, "ejected", "healthy")
+    assert "ClientConnectorError" in reason
