@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +65,22 @@ class Exchange:
     status: int | None = None
     sent: bool = False
     verdict: VerdictSummary = field(default_factory=VerdictSummary)
+    model_version: str = ""  # what the backend says it ran: lineage for the request's row
+
+
+_FINGERPRINT = re.compile(rb'"system_fingerprint"\s*:\s*"([^"\\]{1,128})"')
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,128})"')
+
+
+def sniff_model_version(data: bytes) -> str:
+    """The model and build the backend reports (`model`, `system_fingerprint`), without parsing the body."""
+    head = data[:4096]
+    model = _MODEL.search(head)
+    if model is None:
+        return ""
+    fingerprint = _FINGERPRINT.search(head)
+    version = model.group(1).decode("utf-8", "replace")
+    return f"{version}@{fingerprint.group(1).decode('utf-8', 'replace')}" if fingerprint else version
 
 
 class _FailedBeforeFirstByte(Exception):
@@ -150,6 +167,7 @@ class Relay:
                     # A small body of known size is one chunk anyway: sending it with its headers in
                     # one write saves two writes, and a body cut short can still be retried.
                     body = await upstream.read()
+                    exchange.model_version = sniff_model_version(body)
                     exchange.status = upstream.status
                     exchange.upstream_time += self.clock() - started
                     exchange.first_byte = self.clock()
@@ -162,6 +180,8 @@ class Relay:
                 await self._send(response.prepare(request))
                 exchange.sent = True
                 async for chunk in upstream.content.iter_any():
+                    if not exchange.model_version:
+                        exchange.model_version = sniff_model_version(chunk)
                     if transform is not None:
                         chunk = await transform.feed(chunk)
                     await self._write(response, exchange, chunk)

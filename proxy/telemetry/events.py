@@ -29,6 +29,7 @@ def request_row(
         "latency_ms": total_s * 1000.0,
         "ttfb_ms": None if ttfb_s is None else ttfb_s * 1000.0,
         "upstream_ms": exchange.upstream_time * 1000.0,
+        "model_version": exchange.model_version[:MAX_LABEL],
         "verdict": exchange.verdict.action,
         "detection_count": exchange.verdict.count,
         "detection_categories": sorted(exchange.verdict.categories),
