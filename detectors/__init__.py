@@ -1,5 +1,5 @@
-"""Warden's scanning library (PII, toxicity, abuse) and its scanner runtime.
+"""Warden's scanning library: the Detector protocol, PII, toxicity, abuse, redaction, and the
+scanner runtime (a separate process that owns the models) with the client the proxy uses.
 
-Imports neither `proxy` nor `drift`. Its detectors arrive with the scanner runtime work; until
-then the proxy runs no detector and says so in its start-up log.
+Imports neither `proxy` nor `drift`.
 """
