@@ -66,10 +66,23 @@ class Exchange:
     sent: bool = False
     verdict: VerdictSummary = field(default_factory=VerdictSummary)
     model_version: str = ""  # what the backend says it ran: lineage for the request's row
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def sniff(self, data: bytes) -> None:
+        """Lineage and usage from the backend's own answer, by pattern: no JSON parse on the hot path."""
+        if not self.model_version:
+            self.model_version = sniff_model_version(data)
+        if b'"usage"' in data:
+            prompt, completion = _PROMPT_TOKENS.search(data), _COMPLETION_TOKENS.search(data)
+            if prompt and completion:
+                self.prompt_tokens, self.completion_tokens = int(prompt.group(1)), int(completion.group(1))
 
 
 _FINGERPRINT = re.compile(rb'"system_fingerprint"\s*:\s*"([^"\\]{1,128})"')
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,128})"')
+_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d{1,9})')
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d{1,9})')
 
 
 def sniff_model_version(data: bytes) -> str:
@@ -167,7 +180,7 @@ class Relay:
                     # A small body of known size is one chunk anyway: sending it with its headers in
                     # one write saves two writes, and a body cut short can still be retried.
                     body = await upstream.read()
-                    exchange.model_version = sniff_model_version(body)
+                    exchange.sniff(body)
                     exchange.status = upstream.status
                     exchange.upstream_time += self.clock() - started
                     exchange.first_byte = self.clock()
@@ -180,8 +193,7 @@ class Relay:
                 await self._send(response.prepare(request))
                 exchange.sent = True
                 async for chunk in upstream.content.iter_any():
-                    if not exchange.model_version:
-                        exchange.model_version = sniff_model_version(chunk)
+                    exchange.sniff(chunk)
                     if transform is not None:
                         chunk = await transform.feed(chunk)
                     await self._write(response, exchange, chunk)

@@ -30,6 +30,8 @@ def request_row(
         "ttfb_ms": None if ttfb_s is None else ttfb_s * 1000.0,
         "upstream_ms": exchange.upstream_time * 1000.0,
         "model_version": exchange.model_version[:MAX_LABEL],
+        "prompt_tokens": exchange.prompt_tokens,
+        "completion_tokens": exchange.completion_tokens,
         "verdict": exchange.verdict.action,
         "detection_count": exchange.verdict.count,
         "detection_categories": sorted(exchange.verdict.categories),

@@ -98,10 +98,11 @@ async def test_policy_decisions_are_audit_rows_without_text(
     assert row[:6] == ("audit-1", "request", "secrets", "patterns:7", "AWS_ACCESS_KEY", "redact")
     assert (row[6], row[7], row[8]) == (1.0, 4, 24)
     assert "AKIA" not in row[9]  # the explanation names the rule, never the secret
-    summary = f"SELECT verdict, detection_count, detection_categories, model_version FROM `{db}`.requests"
+    summary = (f"SELECT verdict, detection_count, detection_categories, model_version, prompt_tokens, "
+               f"completion_tokens FROM `{db}`.requests")
     await eventually(lambda: len(chdb_client.query(summary).result_rows) == 1, what="the request row")
-    # model_version: what the backend's answer says it ran (the fake echoes the requested model)
-    assert chdb_client.query(summary).result_rows[0] == ("redact", 1, ["AWS_ACCESS_KEY"], "m")
+    # model_version and usage: what the backend's answer says (the fake echoes the model, usage 1 + 1)
+    assert chdb_client.query(summary).result_rows[0] == ("redact", 1, ["AWS_ACCESS_KEY"], "m", 1, 1)
 
 
 async def test_backend_state_changes_are_health_rows(
