@@ -30,6 +30,18 @@ def client(proxy: RunningProxy) -> AsyncOpenAI:
     return AsyncOpenAI(base_url=proxy.url + "/v1", api_key="k", max_retries=0)
 
 
+async def stream_through(proxy: RunningProxy) -> tuple[str, list[str | None]]:
+    """Stream one chat through the proxy with the real client: the text and each choice's finish reason."""
+    async with client(proxy) as openai:
+        stream = await openai.chat.completions.create(model="m", messages=messages("hi"), stream=True)
+        text, reasons = "", []
+        async for chunk in stream:
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                reasons.append(choice.finish_reason)
+    return text, reasons
+
+
 def messages(text: str) -> Any:
     return [{"role": "user", "content": text}]
 
@@ -62,13 +74,7 @@ async def test_stream_one_char_per_chunk_is_redacted_and_still_valid_for_openai(
     up = await make_upstream()
     up.script.pieces = list(ANSWER)
     proxy = await make_proxy(policy_config(up, "redact"))
-    async with client(proxy) as openai:
-        stream = await openai.chat.completions.create(model="m", messages=messages("hi"), stream=True)
-        text, reasons = "", []
-        async for chunk in stream:
-            for choice in chunk.choices:
-                text += choice.delta.content or ""
-                reasons.append(choice.finish_reason)
+    text, reasons = await stream_through(proxy)
     assert text == ANSWER.replace(KEY, "<AWS_ACCESS_KEY>").replace(CANARY, "<CANARY>")
     assert reasons[-1] == "stop"
 
@@ -89,13 +95,7 @@ async def test_blocked_stream_ends_with_content_filter_and_stops_the_upstream(
     up.script.pieces = list(ANSWER) + ["more "] * 200
     up.script.chunk_delay_s = 0.002
     proxy = await make_proxy(policy_config(up, "block"))
-    async with client(proxy) as openai:
-        stream = await openai.chat.completions.create(model="m", messages=messages("hi"), stream=True)
-        text, reasons = "", []
-        async for chunk in stream:
-            for choice in chunk.choices:
-                text += choice.delta.content or ""
-                reasons.append(choice.finish_reason)
+    text, reasons = await stream_through(proxy)
     assert reasons[-1] == "content_filter"
     assert KEY not in text and ANSWER.startswith(text)
     for _ in range(100):
