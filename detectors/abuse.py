@@ -44,9 +44,13 @@ class InjectionRules:
                  for label, rule, why in self._rules for m in rule.finditer(text)] for text in texts]
 
 
-def default_exemplars() -> list[str]:
-    text = resources.files("detectors").joinpath("data/injection_exemplars.txt").read_text(encoding="utf-8")
+def parse_exemplars(text: str) -> list[str]:
+    """One attack per line; blank lines and `#` comments are skipped."""
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def default_exemplars() -> list[str]:
+    return parse_exemplars(resources.files("detectors").joinpath("data/injection_exemplars.txt").read_text("utf-8"))
 
 
 class ExemplarSimilarity:

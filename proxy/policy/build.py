@@ -6,7 +6,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from detectors.abuse import ExemplarSimilarity, InjectionRules, PromptLeakage, default_exemplars
+from detectors.abuse import ExemplarSimilarity, InjectionRules, PromptLeakage, default_exemplars, parse_exemplars
 from detectors.base import Detector, DetectorUnavailable
 from detectors.patterns import PatternDetector
 from detectors.runtime.client import ScannerClient, ScannerError
@@ -32,11 +32,10 @@ async def build_detector(settings: DetectorSettings, scanner: ScannerClient | No
         raise RuntimeError(f"detector {settings.name!r} needs the scanner, which is not running")
     detector: ScannerDetector | ExemplarSimilarity
     if settings.type == "similarity":
-        source = Path(settings.exemplars_file) if settings.exemplars_file else None
-        text = await asyncio.to_thread(source.read_text, encoding="utf-8") if source else None
-        exemplars = text.splitlines() if text is not None else default_exemplars()
-        detector = ExemplarSimilarity(settings.name, settings.task, scanner, directions,
-                                      [e.strip() for e in exemplars if e.strip() and not e.startswith("#")],
+        source = settings.exemplars_file
+        exemplars = await asyncio.to_thread(
+            lambda: parse_exemplars(Path(source).read_text(encoding="utf-8")) if source else default_exemplars())
+        detector = ExemplarSimilarity(settings.name, settings.task, scanner, directions, exemplars,
                                       report_min=settings.report_min, timeout_s=settings.timeout_s)
     else:
         detector = ScannerDetector(settings.name, settings.task, scanner, directions,

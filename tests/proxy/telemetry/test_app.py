@@ -16,14 +16,19 @@ from tests.proxy.telemetry.conftest import count, eventually
 from tests.support.llama import free_port
 
 
+def fast_telemetry(chdb_dir: str, db: str, tmp_path: Path) -> dict[str, object]:
+    """This test's database, its own spool, and flushes every 50 ms so rows show up quickly."""
+    return {"dsn": f"chdb://{chdb_dir}", "database": db, "spool_dir": str(tmp_path / "spool"),
+            "flush_interval_s": 0.05}
+
+
 async def test_every_request_leaves_a_row(
     db: str, chdb_dir: str, chdb_client: Client, make_upstream: UpstreamFactory, make_proxy: ProxyFactory,
     http: aiohttp.ClientSession, tmp_path: Path,
 ) -> None:
     up = await make_upstream()
     config = proxy_config([up.url])
-    config["telemetry"] = {"dsn": f"chdb://{chdb_dir}", "database": db, "spool_dir": str(tmp_path / "spool"),
-                           "flush_interval_s": 0.05}
+    config["telemetry"] = fast_telemetry(chdb_dir, db, tmp_path)
     proxy = await make_proxy(config)
     headers = {"X-Request-Id": "req-1", "X-Prompt-Template-Id": "support-bot", "X-Prompt-Template-Version": "7"}
     async with http.post(proxy.url + "/v1/chat/completions", json={"model": "m1", "messages": []},
@@ -83,8 +88,7 @@ async def test_policy_decisions_are_audit_rows_without_text(
 ) -> None:
     up = await make_upstream()
     config = proxy_config([up.url])
-    config["telemetry"] = {"dsn": f"chdb://{chdb_dir}", "database": db, "spool_dir": str(tmp_path / "spool"),
-                           "flush_interval_s": 0.05}
+    config["telemetry"] = fast_telemetry(chdb_dir, db, tmp_path)
     config["detectors"] = [{"name": "secrets", "type": "patterns"}]
     config["policy"] = {"rules": [{"detector": "secrets", "action": "redact"}]}
     proxy = await make_proxy(config)
@@ -112,8 +116,7 @@ async def test_backend_state_changes_are_health_rows(
     up = await make_upstream()
     dead = f"http://127.0.0.1:{free_port()}"
     config = proxy_config([dead, up.url], balancer="round_robin", health={"interval_s": 30, "eject_base_s": 30})
-    config["telemetry"] = {"dsn": f"chdb://{chdb_dir}", "database": db, "spool_dir": str(tmp_path / "spool"),
-                           "flush_interval_s": 0.05}
+    config["telemetry"] = fast_telemetry(chdb_dir, db, tmp_path)
     proxy = await make_proxy(config)
     for _ in range(2):
         async with http.post(proxy.url + "/v1/chat/completions", json={"model": "m", "messages": []}) as r:
