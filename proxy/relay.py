@@ -59,6 +59,8 @@ class Exchange:
     request_id: str
     started: float
     model: str | None = None
+    tenant: str = "anonymous"  # set by governance from the API key; "anonymous" when no keys are configured
+    api_key_id: str = ""  # the key's public id (never the secret)
     backend: str | None = None  # the last backend tried (set per attempt)
     first_byte: float | None = None
     upstream_time: float = 0.0

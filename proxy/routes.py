@@ -107,7 +107,7 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     transform = None
     if state.policy is not None:
         exchange = request[EXCHANGE]
-        scope = Scope(tenant="anonymous", route=request.path, model=model, request_id=exchange.request_id,
+        scope = Scope(tenant=exchange.tenant, route=request.path, model=model, request_id=exchange.request_id,
                       summary=exchange.verdict)
         if await state.policy.check_request(payload, scope):
             body = json.dumps(payload).encode()  # redacted before it leaves

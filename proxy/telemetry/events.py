@@ -22,6 +22,8 @@ def request_row(
     return {
         "ts": int((time.time() - total_s) * 1000),
         "request_id": exchange.request_id,
+        "tenant": exchange.tenant,
+        "api_key_id": exchange.api_key_id,
         "route": route,
         "model": (exchange.model or "")[:MAX_LABEL],
         "backend": exchange.backend or "",
