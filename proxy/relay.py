@@ -23,8 +23,10 @@ from yarl import URL
 from proxy.errors import Unavailable, UpstreamError, UpstreamTimeout, WardenError, sse_error_event
 from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.metrics import ProxyMetrics
+from proxy.policy.engine import Decision
 from proxy.policy.service import TransformFactory
 from proxy.settings import TimeoutSettings
+from proxy.taps import Tap
 from proxy.upstream import Backend, Group
 
 log = logging.getLogger("warden.relay")
@@ -36,6 +38,21 @@ CLIENT_CLOSED = 499
 WHOLE_BODY_MAX = 64 * 1024
 
 
+MAX_FINDINGS = 32  # kept per exchange for observers (review shows them); the count goes on regardless
+
+
+@dataclass(frozen=True, slots=True)
+class FindingRecord:
+    """One policy decision on one finding, as observers and reviewers see it."""
+
+    direction: str
+    detector: str
+    label: str
+    score: float
+    action: str
+    explanation: str
+
+
 @dataclass(slots=True)
 class VerdictSummary:
     """The strongest policy action over both directions, for the request's telemetry row."""
@@ -43,13 +60,19 @@ class VerdictSummary:
     action: str = "allow"
     count: int = 0
     categories: set[str] = field(default_factory=set)
+    findings: list[FindingRecord] = field(default_factory=list)
 
-    def add(self, action: str, categories: list[str]) -> None:
+    def add(self, action: str, decisions: list[Decision], direction: str) -> None:
         order = ("allow", "flag", "redact", "block")
         if order.index(action) > order.index(self.action):
             self.action = action
-        self.count += len(categories)
-        self.categories.update(categories)
+        self.count += len(decisions)
+        for decision in decisions:
+            f = decision.finding
+            self.categories.add(f.label)
+            if len(self.findings) < MAX_FINDINGS:
+                self.findings.append(FindingRecord(direction, f.detector, f.label, f.score,
+                                                   decision.action.name.lower(), f.explanation))
 
 
 @dataclass(slots=True)
@@ -67,6 +90,8 @@ class Exchange:
     status: int | None = None
     sent: bool = False
     verdict: VerdictSummary = field(default_factory=VerdictSummary)
+    taps: list[Tap] = field(default_factory=list)  # observers of this exchange's answer (proxy/taps.py)
+    complete: bool = False  # the answer was relayed to its end: no failure, no policy stop, client stayed
     model_version: str = ""  # what the backend says it ran: lineage for the request's row
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -130,6 +155,21 @@ class Relay:
         key: str | None,
         transform: TransformFactory | None = None,
     ) -> web.StreamResponse:
+        try:
+            return await self._forward(request, exchange, group, body, key, transform)
+        finally:
+            for tap in exchange.taps:
+                tap.end(exchange.complete)
+
+    async def _forward(
+        self,
+        request: web.Request,
+        exchange: Exchange,
+        group: Group,
+        body: bytes,
+        key: str | None,
+        transform: TransformFactory | None,
+    ) -> web.StreamResponse:
         tried: list[Backend] = []
         last: WardenError | None = None
         for attempt in range(2):
@@ -177,12 +217,19 @@ class Relay:
                 self._judge_status(group, backend, upstream.status, final)
                 headers = client_response_headers(upstream.headers, exchange.request_id)
                 transform = make_transform(upstream.content_type, upstream.status) if make_transform else None
+                taps = exchange.taps
+                for tap in taps:
+                    tap.start(upstream.status, upstream.content_type)
                 size = upstream.content_length
                 if transform is None and size is not None and size <= WHOLE_BODY_MAX:
                     # A small body of known size is one chunk anyway: sending it with its headers in
                     # one write saves two writes, and a body cut short can still be retried.
                     body = await upstream.read()
                     exchange.sniff(body)
+                    for tap in taps:
+                        tap.upstream(body)
+                        tap.client(body)
+                    exchange.complete = True
                     exchange.status = upstream.status
                     exchange.upstream_time += self.clock() - started
                     exchange.first_byte = self.clock()
@@ -196,15 +243,26 @@ class Relay:
                 exchange.sent = True
                 async for chunk in upstream.content.iter_any():
                     exchange.sniff(chunk)
+                    if taps:
+                        for tap in taps:
+                            tap.upstream(chunk)
                     if transform is not None:
                         chunk = await transform.feed(chunk)
+                    if taps:
+                        for tap in taps:
+                            tap.client(chunk)
                     await self._write(response, exchange, chunk)
                     if transform is not None and transform.stopped:
                         break  # policy ended the answer: stop reading, the upstream connection closes
                 exchange.upstream_time += self.clock() - started
-                if transform is not None and not transform.stopped:
-                    await self._write(response, exchange, await transform.finish())
+                stopped = transform is not None and transform.stopped
+                if transform is not None and not stopped:
+                    tail = await transform.finish()
+                    for tap in taps:
+                        tap.client(tail)
+                    await self._write(response, exchange, tail)
                 await self._send(response.write_eof())
+                exchange.complete = not stopped
                 return response
         except _ClientGone:
             exchange.status = CLIENT_CLOSED

@@ -113,8 +113,14 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
             body = json.dumps(payload).encode()  # redacted before it leaves
         if request.path != "/v1/embeddings":
             transform = state.policy.response_transform(scope, system_prompt(payload))
+    exchange = request[EXCHANGE]
+    if state.observers and request.path != "/v1/embeddings":
+        for observe in state.observers:
+            tap = observe(exchange, payload)
+            if tap is not None:
+                exchange.taps.append(tap)
     key = affinity_key(group, request, payload)
-    return await state.relay.forward(request, request[EXCHANGE], group, body, key, transform)
+    return await state.relay.forward(request, exchange, group, body, key, transform)
 
 
 async def passthrough_route(request: web.Request) -> web.StreamResponse:

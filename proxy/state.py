@@ -14,6 +14,7 @@ from proxy.metrics import ProxyMetrics
 from proxy.policy.service import PolicyService
 from proxy.relay import Exchange, Relay
 from proxy.settings import WardenSettings
+from proxy.taps import Observer
 from proxy.telemetry import TelemetryWriter
 from proxy.upstream import UpstreamPool
 
@@ -31,6 +32,8 @@ class ProxyState:
     telemetry: TelemetryWriter | None = None
     # The policy service while detectors are configured; None when nothing is scanned.
     policy: PolicyService | None = None
+    # Asked before each chat or completion request is forwarded; review, drift and cache watch through them.
+    observers: list[Observer] = field(default_factory=list)
     # Set by the client-session cleanup context, which owns the session's lifetime.
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
     _relay: Relay | None = field(default=None, repr=False)

@@ -14,7 +14,7 @@ UNAVAILABLE = "detector_unavailable"
 
 
 class VerdictSink(Protocol):
-    def add(self, action: str, categories: list[str]) -> None: ...
+    def add(self, action: str, decisions: list[Decision], direction: str) -> None: ...
 
 
 class Action(IntEnum):

@@ -54,7 +54,7 @@ class PolicyService:
             f = decision.finding
             self.metrics.detections.labels(f.detector, f.label, decision.action.name.lower(), direction).inc()
         if scope.summary is not None and verdict.decisions:
-            scope.summary.add(verdict.action.name.lower(), [d.finding.label for d in verdict.decisions])
+            scope.summary.add(verdict.action.name.lower(), verdict.decisions, direction)
         for sink in self.sinks:
             sink(verdict, direction, scope)
 
