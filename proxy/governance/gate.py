@@ -1,0 +1,236 @@
+"""Governance at the door: who is asking (keys to tenants), and may they, now (limits, throttles).
+
+`authenticate` runs in the middleware for every /v1 route; `admit` runs in the OpenAI routes
+once the body is parsed, and returns an `Admission` whose `finish` settles the tokens used and
+feeds the abuse monitor when the answer has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from proxy.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RateLimited
+from proxy.governance.abuse import AbuseMonitor, Restriction
+from proxy.governance.keys import KeyIndex, StoredKey
+from proxy.governance.limits import Limiter, TenantUsage, TokenBucket, duration
+from proxy.governance.metrics import GovernanceMetrics
+from proxy.governance.settings import ANONYMOUS, GovernanceSettings, TenantSettings
+from proxy.policy.texts import request_slots
+from proxy.relay import Exchange
+from proxy.taps import Capture
+from proxy.upstream import Group, UpstreamPool
+
+if TYPE_CHECKING:
+    from proxy.governance.watch import KeysWatcher
+
+log = logging.getLogger("warden.governance")
+Audit = Callable[[str, str, str, str, str, dict[str, str]], None]  # actor, action, target, tenant, outcome, details
+QUERY_KEY_PARAMS = frozenset({"api_key", "api-key", "apikey", "key", "access_token", "token"})
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant: str
+    key_id: str  # "" when anonymous
+    subject: str  # what abuse analysis follows: the key, or the client address when anonymous
+
+
+def estimate_tokens(text_chars: int) -> int:
+    return (text_chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" and value.strip() else ""
+    return request.headers.get("x-api-key")
+
+
+class Governance:
+    def __init__(self, settings: GovernanceSettings, metrics: GovernanceMetrics, audit: Audit,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.audit = audit
+        self.clock = clock
+        self.limiter = Limiter()
+        self.abuse = AbuseMonitor(settings.abuse, self._restriction_changed)
+        self._throttle_buckets: dict[str, TokenBucket] = {}
+        self._config_keys: list[StoredKey] = []
+        self._file_keys: list[StoredKey] = []
+        self.index = KeyIndex([])
+        self.watcher: KeysWatcher | None = None  # set while a keys file is watched
+        self.apply(settings)
+
+    def apply(self, settings: GovernanceSettings) -> None:
+        """A new (validated) governance section: keys and limits change on the next request."""
+        self.settings = settings
+        self.abuse.settings = settings.abuse
+        self._config_keys = [StoredKey(k.id, k.tenant, k.sha256, k.name, source="config") for k in settings.keys]
+        self.index = KeyIndex(self._file_keys + self._config_keys)
+
+    def set_file_keys(self, keys: list[StoredKey]) -> None:
+        self._file_keys = keys
+        self.index = KeyIndex(self._file_keys + self._config_keys)
+
+    def all_keys(self) -> list[StoredKey]:
+        return self._file_keys + self._config_keys
+
+    # -- who is asking --------------------------------------------------------------------
+    def authenticate(self, request: web.Request) -> Principal:
+        if not self.settings.allow_query_keys and QUERY_KEY_PARAMS.intersection(k.lower() for k in request.query):
+            self.metrics.auth_failures.labels("key_in_url").inc()
+            raise InvalidRequest("API keys are not accepted in the URL (they end up in logs); send "
+                                 "'Authorization: Bearer KEY'", code="key_in_url")
+        if not self.settings.keys_configured:
+            return Principal(ANONYMOUS, "", "ip:" + (request.remote or "-"))
+        token = _bearer(request)
+        if not token:
+            self.metrics.auth_failures.labels("missing").inc()
+            raise AuthenticationFailed("no API key given: send 'Authorization: Bearer KEY'", code="missing_api_key")
+        entry = self.index.match(token)
+        if entry is None:
+            self.metrics.auth_failures.labels("invalid").inc()
+            raise AuthenticationFailed("the API key is not valid (unknown, revoked or mistyped)")
+        return Principal(entry.tenant, entry.id, "key:" + entry.id)
+
+    # -- may they, now ------------------------------------------------------------------
+    def group_for(self, principal: Principal, model: str, pool: UpstreamPool) -> Group | None:
+        """A pinned tenant uses its own group; others never land on a group pinned to someone."""
+        tenant = self.settings.tenant(principal.tenant)
+        if tenant.upstream_group is not None:
+            return next((g for g in pool.groups if g.name == tenant.upstream_group), None)
+        dedicated = {t.upstream_group for t in self.settings.tenants.values() if t.upstream_group}
+        return next((g for g in pool.groups if g.name not in dedicated and g.matches(model)), None)
+
+    def may_use(self, principal: Principal, model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, p) for p in self.settings.tenant(principal.tenant).models)
+
+    def admit(self, principal: Principal, exchange: Exchange, model: str | None,
+              payload: dict[str, Any] | None) -> Admission:
+        now = self.clock()
+        tenant = self.settings.tenant(principal.tenant)
+        self._check_restriction(principal, now)
+        if model is not None and not self.may_use(principal, model):
+            self._refuse(principal, "model_not_allowed")
+            raise PermissionDenied(f"this key may not use the model '{model}'", param="model",
+                                   code="model_not_allowed")
+        prompt_chars = 0
+        if payload is not None:
+            self._check_size(principal, tenant, payload)
+            texts = [slot.get() for slot in request_slots(payload)]
+            prompt_chars = sum(map(len, texts))
+            self.abuse.observe_prompt(principal.subject, principal.tenant, "\n".join(texts), now)
+        usage = self.limiter.usage(principal.tenant, tenant.requests_per_minute, tenant.tokens_per_minute)
+        charged = estimate_tokens(prompt_chars)
+        refusal = self.limiter.admit(usage, charged, tenant.max_concurrency, now)
+        if refusal is not None:
+            self._refuse(principal, refusal.code)
+            self.abuse.observe_refused(principal.subject, principal.tenant, now)
+            raise RateLimited(refusal.message, code=refusal.code,
+                              headers={"Retry-After": str(max(1, round(refusal.retry_after_s))), **usage.headers(now)})
+        admission = Admission(self, principal, usage, charged)
+        if tenant.timeout_s is not None:
+            exchange.deadline = _loop_time() + tenant.timeout_s
+        headers = usage.headers(now)
+        if headers:
+            exchange.response_headers = headers
+        if usage.tokens is not None:
+            admission.capture = Capture()
+            exchange.taps.append(admission.capture)
+        return admission
+
+    def _check_size(self, principal: Principal, tenant: TenantSettings, payload: dict[str, Any]) -> None:
+        for name in ("max_tokens", "max_completion_tokens"):
+            asked = payload.get(name)
+            if tenant.max_tokens is not None and isinstance(asked, int) and asked > tenant.max_tokens:
+                self._refuse(principal, "max_tokens")
+                raise InvalidRequest(f"'{name}' is {asked}; this key allows at most {tenant.max_tokens}",
+                                     param=name, code="max_tokens_exceeded")
+        if tenant.max_context_tokens is not None:
+            estimate = estimate_tokens(sum(len(s.get()) for s in request_slots(payload)))
+            if estimate > tenant.max_context_tokens:
+                self._refuse(principal, "context")
+                raise InvalidRequest(f"the prompt is about {estimate} tokens; this key allows at most "
+                                     f"{tenant.max_context_tokens}", param="messages", code="context_length_exceeded")
+
+    def _check_restriction(self, principal: Principal, now: float) -> None:
+        restriction = self.abuse.restriction(principal.subject, now)
+        if restriction is None:
+            self._throttle_buckets.pop(principal.subject, None)
+            return
+        retry = {"Retry-After": str(max(1, round(restriction.until - now)))}
+        if restriction.kind == "suspend":
+            self._refuse(principal, "suspended")
+            raise PermissionDenied(f"suspended for abuse ({restriction.reason}); lifts in "
+                                   f"{duration(restriction.until - now)}", code="key_suspended", headers=retry)
+        bucket = self._throttle_buckets.setdefault(principal.subject,
+                                                   TokenBucket(float(self.settings.abuse.throttle_rpm)))
+        wait = bucket.wait_s(1, now)
+        if wait > 0:
+            self._refuse(principal, "throttled")
+            raise RateLimited(f"throttled for abuse ({restriction.reason}); {self.settings.abuse.throttle_rpm} "
+                              f"requests a minute until it lifts", code="abuse_throttled",
+                              headers={"Retry-After": str(max(1, round(wait)))})
+        bucket.take(1, now)
+
+    def _refuse(self, principal: Principal, reason: str) -> None:
+        self.metrics.refusals.labels(principal.tenant, reason).inc()
+
+    def _restriction_changed(self, action: str, restriction: Restriction) -> None:
+        self.metrics.abuse_actions.labels(restriction.tenant, action).inc()
+        log.warning("abuse %s for %s (tenant %s): %s", action, restriction.subject, restriction.tenant,
+                    restriction.reason)
+        actor = "admin" if action == "lift" else "warden"
+        self.audit(actor, f"abuse_{action}", restriction.subject, restriction.tenant, "ok",
+                   {"reason": restriction.reason, "kind": restriction.kind,
+                    "until_s": f"{max(0.0, restriction.until - self.clock()):.0f}"})
+
+    def restriction_counts(self) -> dict[tuple[str, str], int]:
+        now = self.clock()
+        counts: dict[tuple[str, str], int] = {}
+        for r in list(self.abuse.restrictions.values()):
+            if r.until > now:
+                counts[(r.tenant, r.kind)] = counts.get((r.tenant, r.kind), 0) + 1
+        return counts
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+class Admission:
+    """One admitted request's claim on its tenant's limits, settled once when its answer ends."""
+
+    def __init__(self, gate: Governance, principal: Principal, usage: TenantUsage, charged: int) -> None:
+        self.gate = gate
+        self.principal = principal
+        self.usage = usage
+        self.charged = charged
+        self.capture: Capture | None = None
+        self._done = False
+
+    def finish(self, exchange: Exchange) -> None:
+        if self._done:
+            return
+        self._done = True
+        used = exchange.prompt_tokens + exchange.completion_tokens
+        if not used:  # no usage reported (most streams): estimate from what was sent
+            output = len(self.capture.text()) if self.capture is not None and self.capture.ended else 0
+            used = self.charged + estimate_tokens(output)
+        now = self.gate.clock()
+        self.gate.limiter.settle(self.usage, self.charged, used, now)
+        self.gate.metrics.tokens.labels(self.principal.tenant).inc(used)
+        labels = [f.label for f in exchange.verdict.findings]
+        self.gate.abuse.observe_outcome(self.principal.subject, self.principal.tenant, exchange.verdict.action,
+                                        labels, now)

@@ -1,0 +1,176 @@
+"""API keys: `wk-<id>-<secret>`, stored only as SHA-256 hashes, looked up by id, compared in constant time.
+
+Keys are random (256 bits), so a fast hash is enough: there is nothing to brute-force, and a
+slow hash would cost every request. The id is public (logs, metrics, audit); the secret is not.
+The keys file is shared by `warden keys` and the admin API: every change is a read-modify-write
+under an exclusive lock, written to a temporary file and renamed, so a reader never sees half.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+PREFIX = "wk-"
+_DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    id: str
+    tenant: str
+    sha256: str
+    name: str = ""
+    created_at: float = 0.0
+    revoked_at: float | None = None
+    source: str = "file"  # "config" keys are changed in the config, not through the API
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def public(self) -> dict[str, Any]:
+        """What the admin API and `warden keys list` show: never the hash."""
+        return {k: v for k, v in asdict(self).items() if k != "sha256"}
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def compose(key_id: str) -> str:
+    """A whole key with a fresh secret. Ids hold no dash, so the first dash after the prefix ends the id."""
+    return f"{PREFIX}{key_id}-{secrets.token_urlsafe(32)}"
+
+
+def new_key() -> tuple[str, str]:
+    key_id = secrets.token_hex(6)
+    return key_id, compose(key_id)
+
+
+def key_id_of(key: str) -> str | None:
+    if not key.startswith(PREFIX):
+        return None
+    key_id, dash, secret = key[len(PREFIX):].partition("-")
+    return key_id if dash and key_id and secret else None
+
+
+class KeyIndex:
+    """The active keys by id; replaced whole on every change, so readers never see a partial update."""
+
+    def __init__(self, keys: list[StoredKey]) -> None:
+        self._by_id = {k.id: k for k in keys if k.active}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def match(self, key: str) -> StoredKey | None:
+        """The key's entry if the whole key matches; the same work is done whether the id exists or not."""
+        key_id = key_id_of(key) or ""
+        entry = self._by_id.get(key_id)
+        ok = hmac.compare_digest(digest(key), entry.sha256 if entry else _DUMMY_HASH)
+        return entry if ok and entry is not None else None
+
+
+class KeysFile:
+    """Blocking file I/O: the proxy calls it through a thread, the CLI directly."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mtime(self) -> float | None:
+        try:
+            return self.path.stat().st_mtime_ns / 1e9
+        except FileNotFoundError:
+            return None
+
+    def load(self) -> list[StoredKey]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return []
+        except ValueError as exc:
+            raise ValueError(f"{self.path}: not valid JSON ({exc})") from None
+        rows = data.get("keys") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise ValueError(f"{self.path}: expected an object with a 'keys' list")
+        try:
+            return [StoredKey(**{**row, "source": "file"}) for row in rows]
+        except TypeError as exc:
+            raise ValueError(f"{self.path}: bad key entry ({exc})") from None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(self.path.suffix + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def update(self, change: Callable[[list[StoredKey]], list[StoredKey]]) -> list[StoredKey]:
+        with self._locked():
+            keys = change(self.load())
+            rows = [{k: v for k, v in asdict(key).items() if k != "source"} for key in keys]
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+            with os.fdopen(fd, "w") as out:
+                json.dump({"version": 1, "keys": rows}, out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+            return keys
+
+    def create(self, tenant: str, name: str = "") -> tuple[str, StoredKey]:
+        key_id, key = new_key()
+        entry = StoredKey(key_id, tenant, digest(key), name, time.time())
+        self.update(lambda keys: [*keys, entry])
+        return key, entry
+
+    def rotate(self, key_id: str) -> tuple[str, StoredKey]:
+        """A new secret under the same id and tenant; the old secret stops working at once."""
+        key = compose(key_id)
+        found: list[StoredKey] = []
+
+        def change(keys: list[StoredKey]) -> list[StoredKey]:
+            out = []
+            for k in keys:
+                if k.id == key_id and k.active:
+                    k = replace(k, sha256=digest(key), created_at=time.time())
+                    found.append(k)
+                out.append(k)
+            return out
+
+        self.update(change)
+        if not found:
+            raise KeyError(key_id)
+        return key, found[0]
+
+    def revoke(self, key_id: str) -> StoredKey:
+        found: list[StoredKey] = []
+
+        def change(keys: list[StoredKey]) -> list[StoredKey]:
+            out = []
+            for k in keys:
+                if k.id == key_id and k.active:
+                    k = replace(k, revoked_at=time.time())
+                    found.append(k)
+                out.append(k)
+            return out
+
+        self.update(change)
+        if not found:
+            raise KeyError(key_id)
+        return found[0]
