@@ -1,0 +1,54 @@
+"""How review joins the app: its routes at build time, its service for the app's lifetime.
+
+Routes must exist before the app starts (the router freezes), while the store opens in a
+cleanup context; the `ReviewWeb` holder bridges the two, answering 503 while no service runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from proxy.review.sampler import policy_thresholds
+from proxy.review.service import ReviewService
+from proxy.review.sqlite_store import SQLiteStore
+from proxy.review.web import ReviewWeb, add_review_routes
+from proxy.state import STATE, ProxyState
+
+REVIEW = web.AppKey("warden_review", ReviewWeb)
+
+
+def install_review(app: web.Application) -> None:
+    """Adds the /review routes when review is enabled; called while the app is being built."""
+    settings = app[STATE].settings.review
+    if settings.enabled:
+        app[REVIEW] = ReviewWeb(settings)
+        add_review_routes(app, app[REVIEW])
+
+
+def review_context(state: ProxyState) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        holder = app.get(REVIEW)
+        if holder is None:
+            yield
+            return
+
+        def emit(table: str, row: dict[str, Any]) -> None:
+            if state.telemetry is not None:  # read at call time: the writer may be off
+                state.telemetry.emit(table, row)
+
+        rules = [(r.detector, r.label, r.threshold) for r in state.settings.policy.rules]
+        service = ReviewService(holder.settings, SQLiteStore(holder.settings.db_path), emit, policy_thresholds(rules))
+        await service.start()
+        holder.service = service
+        state.observers.append(service.observe)
+        try:
+            yield
+        finally:
+            state.observers.remove(service.observe)
+            holder.service = None
+            await service.stop(state.settings.server.shutdown_grace_s)
+
+    return ctx
