@@ -1,0 +1,40 @@
+"""The `cache:` section of warden.yaml: an exact-match response cache with request coalescing.
+
+Off by default: a cache changes what "a request" costs and means (a hit never reaches a model
+server), so an operator turns it on knowingly. See docs/cache.md.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class CacheSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    store: Literal["memory"] = Field(
+        "memory", description="memory: per process. A shared store (Redis) plugs in through proxy/cache/store.Store"
+    )
+    ttl_s: float = Field(600.0, gt=0, description="how long an answer may be served from the cache")
+    max_bytes: int = Field(64 * 1024 * 1024, gt=0, description="total size of stored answers; LRU beyond it")
+    max_entry_bytes: int = Field(
+        1024 * 1024, gt=0,
+        description="largest answer stored, and the most a coalesced follower may fall behind its leader",
+    )
+    coalesce: bool = Field(True, description="identical in-flight requests share one upstream call")
+    shared_across_tenants: bool = Field(
+        False, description="one tenant's answer may serve another's identical request (each tenant's own "
+        "response policy is still applied on every hit)",
+    )
+    routes: list[Literal["/v1/chat/completions", "/v1/completions"]] = Field(
+        default_factory=lambda: ["/v1/chat/completions", "/v1/completions"],  # type: ignore[arg-type]
+    )
+
+    @model_validator(mode="after")
+    def _entry_fits(self) -> CacheSettings:
+        if self.max_entry_bytes > self.max_bytes:
+            raise ValueError("max_entry_bytes must not exceed max_bytes")
+        return self
