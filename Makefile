@@ -22,6 +22,10 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PIP) install -e '.[test]'
 	# The offline toxicity default: its wheel declares tensorflow, which the torch port does not need.
 	$(PIP) install --no-deps toxic-comment-classifier==0.3.0 h5py
+	# The review UI's browser tests drive Debian's chromium (`playwright install` cannot download here).
+	test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	  echo "chromium missing and not root: the browser tests will be skipped (apt-get install chromium)"
 	touch $@ $(VENV)/.installed-run
 
 ## run: the proxy in front of a local llama.cpp server with a tiny generated model

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -13,6 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from detectors.runtime.client import ScannerClient
 from detectors.runtime.supervisor import ScannerSupervisor
+from proxy.cache.service import ResponseCache, add_cache_header
+from proxy.driftwatch.wiring import drift_ctx
 from proxy.errors import (
     InvalidRequest,
     MethodNotAllowed,
@@ -21,15 +24,18 @@ from proxy.errors import (
     RouteNotFound,
     WardenError,
 )
+from proxy.governance.admin import add_admin_routes
+from proxy.governance.service import governance_ctx
 from proxy.headers import REQUEST_ID, valid_request_id
 from proxy.metrics import ProxyMetrics
 from proxy.policy.audit_sink import detections_sink
 from proxy.policy.build import build_policy
 from proxy.policy.metrics import PolicyMetrics
 from proxy.relay import CLIENT_CLOSED, Exchange
+from proxy.review.wiring import review_context
 from proxy.routes import add_routes
 from proxy.settings import WardenSettings
-from proxy.state import EXCHANGE, STATE, ProxyState
+from proxy.state import EXCHANGE, PRINCIPAL, STATE, ProxyState
 from proxy.tasks import TaskOwner
 from proxy.telemetry import TelemetryWriter
 from proxy.telemetry.events import health_listener, request_row
@@ -77,6 +83,10 @@ async def exchange_middleware(request: web.Request, handler: Handler) -> web.Str
                     "X-Request-Id must be 1-128 characters of letters, digits and . _ : -", param=REQUEST_ID,
                     code="invalid_request_id",
                 )
+            if state.governance is not None and request.path.startswith("/v1/"):
+                principal = state.governance.authenticate(request)
+                request[PRINCIPAL] = principal
+                exchange.tenant, exchange.api_key_id = principal.tenant, principal.key_id
             response = await handler(request)
         except WardenError as error:
             response = _error_response(error, exchange.request_id)
@@ -207,16 +217,39 @@ def _policy_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[
     return ctx
 
 
-def create_app(settings: WardenSettings, registry: CollectorRegistry | None = None) -> web.Application:
+def _cache_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        background = TaskOwner("cache")  # stores answers after their exchange ended
+        emit = state.telemetry.emit if state.telemetry is not None else None
+        state.cache = ResponseCache(state.settings.cache, state.registry, background, emit)
+        try:
+            yield
+        finally:
+            state.cache = None
+            await background.close(state.settings.server.shutdown_grace_s)
+
+    return ctx
+
+
+def create_app(settings: WardenSettings, registry: CollectorRegistry | None = None,
+               config_path: Path | None = None) -> web.Application:
     registry = registry if registry is not None else CollectorRegistry()
     pool = UpstreamPool.from_settings(settings.upstreams)
-    state = ProxyState(settings=settings, pool=pool, registry=registry, metrics=ProxyMetrics(registry, pool))
+    state = ProxyState(settings=settings, pool=pool, registry=registry, metrics=ProxyMetrics(registry, pool),
+                       config_path=config_path)
     app = web.Application(middlewares=[exchange_middleware], client_max_size=settings.limits.max_body_bytes)
     app[STATE] = state
     app.cleanup_ctx.append(_telemetry_ctx(state))  # first in, last out: it records until the very end
+    app.cleanup_ctx.append(governance_ctx(state))
     app.cleanup_ctx.append(_client_session_ctx(state))
     app.cleanup_ctx.append(_health_ctx(state))
     app.cleanup_ctx.append(_scanner_ctx(state))
     app.cleanup_ctx.append(_policy_ctx(state))
+    app.cleanup_ctx.append(review_context(state))  # the review queue's store and sampler, when enabled
+    app.cleanup_ctx.append(drift_ctx(state))  # embeddings and drift statistics off the loop, when enabled
+    if settings.cache.enabled:
+        app.cleanup_ctx.append(_cache_ctx(state))
+        app.on_response_prepare.append(add_cache_header)
     add_routes(app)
+    add_admin_routes(app)
     return app

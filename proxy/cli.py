@@ -19,6 +19,7 @@ examples:
   warden check-config warden.yaml
   warden up
       the embedded defaults: a local llama.cpp server with a tiny model, and the proxy in front
+  warden keys create --tenant acme --config warden.yaml
   warden migrate --config warden.yaml
   warden query "SELECT model, count() FROM requests GROUP BY model" --format json
 """
@@ -52,7 +53,7 @@ def _serve_settings(args: argparse.Namespace) -> WardenSettings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.server import run
 
-    run(_serve_settings(args), reuse_port=args.reuse_port)
+    run(_serve_settings(args), reuse_port=args.reuse_port, config_path=Path(args.config) if args.config else None)
     return 0
 
 
@@ -170,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--dsn", help=store_help)
     query.add_argument("--format", choices=["table", "json"], default="table")
     query.set_defaults(func=cmd_query)
+
+    from proxy.governance.cli import add_keys_parser
+
+    add_keys_parser(sub)
 
     local = sub.add_parser("local-model", help="serve a GGUF model with llama.cpp (a tiny one by default)",
                            add_help=False)

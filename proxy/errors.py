@@ -86,6 +86,30 @@ class Overloaded(WardenError):
     code = "overloaded"
 
 
+class AuthenticationFailed(WardenError):
+    """No key, an unknown key, a forged or revoked one: the same answer for all, the key never echoed."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(WardenError):
+    """A valid key asking for what its tenant may not use, or a suspended key."""
+
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class RateLimited(WardenError):
+    """A tenant's own limit (requests, tokens, concurrency) or an abuse throttle."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
 class Unavailable(WardenError):
     """No healthy backend could take the request in time."""
 

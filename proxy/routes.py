@@ -20,7 +20,9 @@ from detectors.runtime.client import ScannerError
 from proxy.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, RequestTimeout, Unavailable
 from proxy.policy.engine import Scope
 from proxy.policy.texts import system_prompt
-from proxy.state import EXCHANGE, STATE, ProxyState
+from proxy.relay import Exchange
+from proxy.review.wiring import install_review
+from proxy.state import EXCHANGE, PRINCIPAL, STATE, ProxyState
 from proxy.upstream import Group
 
 log = logging.getLogger("warden.routes")
@@ -100,26 +102,40 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, state)
     payload = parse_object(body)
     model = validate_openai(payload)
-    request[EXCHANGE].model = model
-    group = state.pool.group_for(model)
+    exchange = request[EXCHANGE]
+    exchange.model = model
+    gate = state.governance
+    if gate is None:
+        return await _scan_and_forward(request, state, exchange, body, payload, model, state.pool.group_for(model))
+    principal = request[PRINCIPAL]
+    group = gate.group_for(principal, model, state.pool)
+    admission = gate.admit(principal, exchange, model, payload)
+    try:
+        return await _scan_and_forward(request, state, exchange, body, payload, model, group)
+    finally:
+        admission.finish(exchange)
+
+
+async def _scan_and_forward(request: web.Request, state: ProxyState, exchange: Exchange, body: bytes,
+                            payload: dict[str, Any], model: str, group: Group | None) -> web.StreamResponse:
     if group is None:
         raise ModelNotFound(f"the model '{model}' does not exist or is not served here", param="model")
     transform = None
     if state.policy is not None:
-        exchange = request[EXCHANGE]
         scope = Scope(tenant=exchange.tenant, route=request.path, model=model, request_id=exchange.request_id,
                       summary=exchange.verdict)
         if await state.policy.check_request(payload, scope):
             body = json.dumps(payload).encode()  # redacted before it leaves
         if request.path != "/v1/embeddings":
             transform = state.policy.response_transform(scope, system_prompt(payload))
-    exchange = request[EXCHANGE]
     if state.observers and request.path != "/v1/embeddings":
         for observe in state.observers:
             tap = observe(exchange, payload)
             if tap is not None:
                 exchange.taps.append(tap)
     key = affinity_key(group, request, payload)
+    if state.cache is not None:  # after request policy, always: the key is the body as it is sent upstream
+        return await state.cache.handle(request, exchange, group, payload, state.relay, body, key, transform)
     return await state.relay.forward(request, exchange, group, body, key, transform)
 
 
@@ -136,7 +152,17 @@ async def passthrough_route(request: web.Request) -> web.StreamResponse:
         if isinstance(model, str):
             request[EXCHANGE].model = model
             group = state.pool.group_for(model) or group
-    return await state.relay.forward(request, request[EXCHANGE], group, body, None)
+    exchange = request[EXCHANGE]
+    if state.governance is None:
+        return await state.relay.forward(request, exchange, group, body, None)
+    principal = request[PRINCIPAL]
+    admission = state.governance.admit(principal, exchange, exchange.model, None)
+    try:
+        if exchange.model is not None:
+            group = state.governance.group_for(principal, exchange.model, state.pool) or group
+        return await state.relay.forward(request, exchange, group, body, None)
+    finally:
+        admission.finish(exchange)
 
 
 async def _models_of(state: ProxyState, url: str) -> list[dict[str, Any]]:
@@ -166,7 +192,10 @@ async def models_route(request: web.Request) -> web.Response:
             merged.setdefault(name, {"id": name, "object": "model", "created": 0, "owned_by": group.name})
     if not merged and not any(listings):
         raise Unavailable("no upstream answered /v1/models")
-    return web.json_response({"object": "list", "data": list(merged.values())})
+    models = list(merged.values())
+    if state.governance is not None:  # a tenant sees only the models it may use
+        models = [m for m in models if state.governance.may_use(request[PRINCIPAL], m["id"])]
+    return web.json_response({"object": "list", "data": models})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -200,3 +229,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_route)
+    install_review(app)  # /review: the reviewer UI, when review is enabled

@@ -10,22 +10,27 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.app import create_app
+from proxy.governance.reload import reload_config
 from proxy.settings import WardenSettings
+from proxy.state import STATE
+from proxy.tasks import TaskOwner
 
 log = logging.getLogger("warden.server")
 
 
 async def start_runner(
-    settings: WardenSettings, registry: CollectorRegistry | None = None, *, reuse_port: bool = False
+    settings: WardenSettings, registry: CollectorRegistry | None = None, *, reuse_port: bool = False,
+    config_path: Path | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Start serving and return the runner with the base URL actually bound (port 0 picks one)."""
-    app = create_app(settings, registry)
+    app = create_app(settings, registry, config_path)
     runner = web.AppRunner(
         app,
         handler_cancellation=True,  # a client that disconnects cancels its upstream request
@@ -47,12 +52,17 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[str], None] | None = None,
     reuse_port: bool = False,
+    config_path: Path | None = None,
 ) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner, url = await start_runner(settings, reuse_port=reuse_port)
+    runner, url = await start_runner(settings, reuse_port=reuse_port, config_path=config_path)
+    reloads = TaskOwner("reload")
+    app = runner.app
+    assert isinstance(app, web.Application)
+    loop.add_signal_handler(signal.SIGHUP, lambda: reloads.spawn(reload_config(app[STATE], "sighup"), "sighup"))
     groups = ", ".join(f"{g.name}={[b.url for b in g.backends]}" for g in settings.upstreams)
     log.info("Warden listening on %s (OpenAI base URL %s/v1); upstream groups: %s", url, url, groups)
     if on_ready is not None:
@@ -61,6 +71,8 @@ async def serve(
         await stop.wait()
     finally:
         log.info("shutting down: waiting up to %gs for in-flight requests", settings.server.shutdown_grace_s)
+        loop.remove_signal_handler(signal.SIGHUP)
+        await reloads.close(5)
         await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -82,6 +94,8 @@ def run_loop(main: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
 
 
 def run(
-    settings: WardenSettings, *, reuse_port: bool = False, on_ready: Callable[[str], None] | None = None
+    settings: WardenSettings, *, reuse_port: bool = False, on_ready: Callable[[str], None] | None = None,
+    config_path: Path | None = None,
 ) -> None:
-    run_loop(serve(settings, reuse_port=reuse_port, on_ready=on_ready), settings.server.uvloop)
+    run_loop(serve(settings, reuse_port=reuse_port, on_ready=on_ready, config_path=config_path),
+             settings.server.uvloop)

@@ -16,7 +16,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from yarl import URL
 
 from detectors.runtime.settings import ScannerSettings
+from proxy.cache.settings import CacheSettings
+from proxy.driftwatch.settings import DriftSettings
+from proxy.governance.settings import GovernanceSettings
 from proxy.policy.settings import DetectorSettings, PolicySettings
+from proxy.review.settings import ReviewSettings
 
 
 class _Section(BaseModel):
@@ -85,6 +89,8 @@ class GroupSettings(_Section):
     backends: list[BackendSettings] = Field(min_length=1)
     balancer: Literal["least_outstanding", "round_robin", "prefix_affinity"] = "least_outstanding"
     max_concurrency: int = Field(64, ge=1, description="Per-backend cap on outstanding requests.")
+    api_key_env: str | None = Field(None, description="env var holding the backends' API key; sent upstream as "
+                                                      "a bearer token in place of the client's credentials")
     queue: QueueSettings = QueueSettings()
     health: HealthSettings = HealthSettings()
     affinity: AffinitySettings = AffinitySettings()
@@ -141,6 +147,10 @@ class WardenSettings(BaseSettings):
     scanner: ScannerSettings = ScannerSettings()
     detectors: list[DetectorSettings] = Field(default_factory=list, description="the ordered detector chain")
     policy: PolicySettings = PolicySettings()
+    governance: GovernanceSettings = GovernanceSettings()
+    cache: CacheSettings = CacheSettings()  # off by default (docs/cache.md)
+    review: ReviewSettings = ReviewSettings()  # off until enabled with reviewers (docs/review.md)
+    drift: DriftSettings = DriftSettings()  # off until enabled; needs a scanner embedder (docs/drift.md)
 
     @classmethod
     def settings_customise_sources(
@@ -162,6 +172,10 @@ class WardenSettings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate upstream group names: {', '.join(dupes)}")
+        for tenant_name, tenant in self.governance.tenants.items():
+            if tenant.upstream_group is not None and tenant.upstream_group not in names:
+                raise ValueError(f"governance.tenants.{tenant_name}.upstream_group: no upstream group named "
+                                 f"{tenant.upstream_group!r} (groups: {', '.join(names)})")
         detector_names = [d.name for d in self.detectors]
         if len(set(detector_names)) != len(detector_names):
             raise ValueError("detector names must be unique")

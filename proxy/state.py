@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from detectors.runtime.client import ScannerClient
+from proxy.cache.service import ResponseCache
+from proxy.governance.gate import Governance, Principal
 from proxy.headers import RequestIds
 from proxy.metrics import ProxyMetrics
 from proxy.policy.service import PolicyService
@@ -32,6 +35,11 @@ class ProxyState:
     telemetry: TelemetryWriter | None = None
     # The policy service while detectors are configured; None when nothing is scanned.
     policy: PolicyService | None = None
+    # Keys, tenants, limits and abuse throttling while a governance section is configured.
+    governance: Governance | None = None
+    config_path: Path | None = None  # the file a reload re-reads; None when started without one
+    # The response cache while `cache.enabled`; None otherwise (proxy/cache/).
+    cache: ResponseCache | None = None
     # Asked before each chat or completion request is forwarded; review, drift and cache watch through them.
     observers: list[Observer] = field(default_factory=list)
     # Set by the client-session cleanup context, which owns the session's lifetime.
@@ -57,3 +65,4 @@ class ProxyState:
 
 STATE = web.AppKey("warden_state", ProxyState)
 EXCHANGE = web.RequestKey("warden_exchange", Exchange)
+PRINCIPAL = web.RequestKey("warden_principal", Principal)

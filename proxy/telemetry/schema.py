@@ -190,6 +190,13 @@ _AUDIT = Table("audit_actions", (
     Column("request_id", "String", "ZSTD(1)"), Column("outcome", LC), Column("details", ATTRS),
 ), order_by="(action, ts)")
 
+# A reservoir sample of each drift window's embeddings (proxy/driftwatch): offline analysis, and
+# the rows a `reference: {source: clickhouse}` time range is read back from.
+_DRIFT_SAMPLES = Table("drift_samples", (
+    _ts(), _ts("window_start"), Column("model", LC), Column("stream", LC), Column("reference_id", LC),
+    Column("embedding", "Array(Float32)", "ZSTD(1)"), Column("attrs", ATTRS),
+), order_by="(model, stream, ts)")
+
 # An audit lookup ("everything about request X") reads a few granules instead of the whole range.
 _REQUEST_ID_INDEX = "ADD INDEX IF NOT EXISTS request_id_idx request_id TYPE bloom_filter(0.01) GRANULARITY 4"
 
@@ -201,6 +208,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         AlterTable("requests", _REQUEST_ID_INDEX),
         AlterTable("detections", _REQUEST_ID_INDEX),
     )),
+    Migration(3, "drift reservoir samples", (CreateTable(_DRIFT_SAMPLES),)),
 )
 
 

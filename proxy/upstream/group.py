@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import math
+import os
 import random
 import time
 from collections import deque
@@ -45,6 +46,9 @@ class Group:
             for b in settings.backends
         ]
         self.balancer = make_balancer(settings.balancer, self.backends, settings.affinity.virtual_nodes, rng)
+        key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
+        # Sent upstream instead of whatever the client sent; never logged, never in a response.
+        self.authorization: str | None = f"Bearer {key}" if key else None
         self.clock = clock
         self._waiters: deque[asyncio.Future[None]] = deque()
 

@@ -8,10 +8,8 @@ forwards to the same engine, so what a test writes over HTTP it reads back direc
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +21,8 @@ from proxy.settings import TelemetrySettings
 from proxy.telemetry import TelemetryWriter
 from tests.proxy.telemetry.chhttp import FakeClickHouse
 
-
-@pytest.fixture(scope="session")
-def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return os.path.realpath(tmp_path_factory.mktemp("chdb"))
-
-
-@pytest.fixture(scope="session")
-def chdb_client(chdb_dir: str) -> Iterator[Client]:
-    """Held open for the session, which keeps the engine up between tests."""
-    import clickhouse_connect
-
-    client = clickhouse_connect.get_client(interface="chdb", path=chdb_dir)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def db(chdb_client: Client) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name
-    chdb_client.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")
+# chdb_dir, chdb_client and db live in tests/proxy/conftest.py: every package that writes telemetry
+# (driftwatch too) shares the session's one engine.
 
 
 def count(client: Client, db: str, table: str = "requests", where: str = "1") -> int:

@@ -1,0 +1,43 @@
+"""Pinned references: an .npz file, or a time range of the drift_samples reservoir in ClickHouse.
+
+A stream with no pinned rows falls back to its first N rows after start, so adding a model
+never needs a new reference file first.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from drift import Reference, Sample, StreamKey
+from proxy.telemetry.store import Store
+
+
+def load_file(path: str) -> dict[StreamKey, Reference]:
+    """One array (rows × dim) per stream, named `model|stream` in the archive."""
+    found: dict[StreamKey, Reference] = {}
+    with np.load(Path(path)) as archive:
+        for name in archive.files:
+            model, _, stream = name.partition("|")
+            rows = np.asarray(archive[name], dtype=np.float32)
+            found[StreamKey(model, stream)] = Reference(f"file:{Path(path).name}", Sample(rows))
+    return found
+
+
+async def load_clickhouse(store: Store, table: str, start: datetime, end: datetime,
+                          per_stream: int) -> dict[StreamKey, Reference]:
+    """The first `per_stream` reservoir rows of each stream in [start, end)."""
+    fmt = "%Y-%m-%d %H:%M:%S"
+    start, end = (t.astimezone(UTC) if t.tzinfo else t for t in (start, end))  # naive times are UTC
+    result = await store.query(
+        f"SELECT model, stream, embedding FROM {table} "
+        f"WHERE ts >= toDateTime64('{start.strftime(fmt)}', 3, 'UTC') "
+        f"AND ts < toDateTime64('{end.strftime(fmt)}', 3, 'UTC') "
+        f"ORDER BY model, stream, ts LIMIT {int(per_stream)} BY model, stream")
+    grouped: dict[StreamKey, list[list[float]]] = {}
+    for model, stream, embedding in result.rows:
+        grouped.setdefault(StreamKey(str(model), str(stream)), []).append(list(embedding))
+    rid = f"clickhouse:{start.strftime(fmt)}/{end.strftime(fmt)}"
+    return {key: Reference(rid, Sample(np.asarray(rows, dtype=np.float32))) for key, rows in grouped.items()}
