@@ -120,19 +120,26 @@ async def _scan_and_forward(request: web.Request, state: ProxyState, exchange: E
                             payload: dict[str, Any], model: str, group: Group | None) -> web.StreamResponse:
     if group is None:
         raise ModelNotFound(f"the model '{model}' does not exist or is not served here", param="model")
-    transform = None
-    if state.policy is not None:
-        scope = Scope(tenant=exchange.tenant, route=request.path, model=model, request_id=exchange.request_id,
-                      summary=exchange.verdict)
-        if await state.policy.check_request(payload, scope):
-            body = json.dumps(payload).encode()  # redacted before it leaves
-        if request.path != "/v1/embeddings":
-            transform = state.policy.response_transform(scope, system_prompt(payload))
     if state.observers and request.path != "/v1/embeddings":
+        # Before the request scan, so a blocked request is observed too (review samples blocks);
+        # observers read the payload when the exchange ends, after redaction in place.
         for observe in state.observers:
             tap = observe(exchange, payload)
             if tap is not None:
                 exchange.taps.append(tap)
+    transform = None
+    if state.policy is not None:
+        scope = Scope(tenant=exchange.tenant, route=request.path, model=model, request_id=exchange.request_id,
+                      summary=exchange.verdict)
+        try:
+            if await state.policy.check_request(payload, scope):
+                body = json.dumps(payload).encode()  # redacted before it leaves
+        except BaseException:  # blocked (or failed): no answer will come, but the observers hear the end
+            for tap in exchange.taps:
+                tap.end(False)
+            raise
+        if request.path != "/v1/embeddings":
+            transform = state.policy.response_transform(scope, system_prompt(payload))
     key = affinity_key(group, request, payload)
     if state.cache is not None:  # after request policy, always: the key is the body as it is sent upstream
         return await state.cache.handle(request, exchange, group, payload, state.relay, body, key, transform)

@@ -68,13 +68,16 @@ class PolicyService:
         self.record(verdict, "request", scope)
         if not self.enforce or verdict.action < Action.REDACT:
             return False
-        if verdict.action == Action.BLOCK:
-            raise ContentBlocked(f"the request was blocked by policy ({verdict.reasons})")
         redactor = self.redactor()
+        blocked = verdict.action == Action.BLOCK
         for index, slot in enumerate(slots):
-            spans = verdict.redactions(index)
+            # A blocked request is not sent, but observers (review) keep it: every placed finding is cut out.
+            spans = [d.finding for d in verdict.decisions
+                     if d.text_index == index and d.finding.has_span] if blocked else verdict.redactions(index)
             if spans:
                 slot.set(redactor.redact(slot.get(), spans))
+        if blocked:
+            raise ContentBlocked(f"the request was blocked by policy ({verdict.reasons})")
         return True
 
     def response_transform(self, scope: Scope, system_prompt: str = "") -> TransformFactory | None:

@@ -77,3 +77,29 @@ async def test_traffic_lands_in_the_queue(make_upstream: UpstreamFactory, make_p
                            "details": {"model": "m"}}]
         status, body = await alice.get("/review/estimates")
         assert status == 200 and 'data-model="m"' in body
+
+
+async def test_blocked_requests_are_sampled_with_their_findings_cut_out(
+        make_upstream: UpstreamFactory, make_proxy: ProxyFactory, tmp_path: Path,
+        reviewer_config: list[dict[str, Any]]) -> None:
+    upstream = await make_upstream()
+    config = review_config(upstream.url, tmp_path / "r.sqlite3", reviewer_config,
+                           rates=[{"tenants": ["*"], "models": ["m"], "rate": 0.0}])
+    config["detectors"] = [{"name": "secrets", "type": "patterns", "canaries": [CANARY]}]
+    config["policy"] = {"rules": [{"detector": "secrets", "action": "block"}]}
+    proxy = await make_proxy(config)
+    service = service_of(proxy)
+    payload = {"model": "m", "messages": [{"role": "user", "content": f"leak {CANARY} please"}]}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions", json=payload) as resp:
+            assert resp.status == 400
+    assert upstream.requests == []
+
+    async def kept() -> bool:
+        return len(await service.store.export()) == 1
+
+    await wait_for(kept)
+    (row,) = await service.store.export()
+    assert row["stratum"] == "blocked" and row["verdict"] == "block" and row["probability"] == 1.0
+    assert CANARY not in row["prompt"] and "leak" in row["prompt"] and row["output"] == ""
+    assert row["findings"][0]["direction"] == "request"
