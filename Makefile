@@ -26,6 +26,10 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 	  echo "chromium missing and not root: the browser tests will be skipped (apt-get install chromium)"
+	# Shared cache and limiter tests run a real redis-server.
+	command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } || \
+	  echo "redis-server missing and not root: the Redis tests will be skipped (apt-get install redis-server)"
 	touch $@ $(VENV)/.installed-run
 
 ## run: the proxy in front of a local llama.cpp server with a tiny generated model

@@ -22,10 +22,16 @@ class CacheMetrics:
         evictions = Counter("warden_cache_evictions", "Entries dropped from the in-memory store, by reason.",
                             ["reason"], registry=registry)
         self.evictions = {r: evictions.labels(r) for r in ("lru", "expired", "replaced")}
+        errors = Counter("warden_cache_store_errors", "Shared-store calls that failed (served as a miss) or "
+                         "entries that did not decode, by operation.", ["op"], registry=registry)
+        self.store_errors = {op: errors.labels(op) for op in ("get", "put", "corrupt")}
         registry.register(_SizeCollector(sizes))
 
     def count(self, result: str) -> None:
         self.results[result].inc()
+
+    def store_error(self, op: str) -> None:
+        self.store_errors[op].inc()
 
     def evicted(self, reason: str) -> None:
         self.evictions[reason].inc()

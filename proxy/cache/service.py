@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from proxy.cache.flight import Flight
 from proxy.cache.key import CACHE_HEADER, cache_key, deterministic, directives
 from proxy.cache.metrics import CacheMetrics
+from proxy.cache.redis_store import RedisStore
 from proxy.cache.replay import SSE, EntrySource, Source, replay
 from proxy.cache.settings import CacheSettings
 from proxy.cache.store import Entry, MemoryStore, Store
@@ -34,10 +35,16 @@ class ResponseCache:
                  emit: Emit | None = None, store: Store | None = None) -> None:
         self.settings = settings
         self.metrics = CacheMetrics(registry, self._sizes)
+        if store is None and settings.store == "redis":
+            store = RedisStore(settings.redis_url, settings.ttl_s, settings.redis_prefix, self.metrics.store_error)
         self.store = store or MemoryStore(settings.max_bytes, settings.ttl_s, on_evict=self.metrics.evicted)
         self.background = background
         self.emit = emit
         self.flights: dict[str, Flight] = {}
+
+    async def close(self) -> None:
+        if isinstance(self.store, RedisStore):
+            await self.store.close()
 
     def _sizes(self) -> tuple[int, int, int]:
         memory = self.store if isinstance(self.store, MemoryStore) else None

@@ -15,9 +15,12 @@ class CacheSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
-    store: Literal["memory"] = Field(
-        "memory", description="memory: per process. A shared store (Redis) plugs in through proxy/cache/store.Store"
+    store: Literal["memory", "redis"] = Field(
+        "memory", description="memory: per process, LRU under max_bytes; redis: shared by replicas (its own "
+        "maxmemory policy evicts; set allkeys-lru)"
     )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="for store: redis")
+    redis_prefix: str = Field("warden:cache:", description="key prefix in Redis")
     ttl_s: float = Field(600.0, gt=0, description="how long an answer may be served from the cache")
     max_bytes: int = Field(64 * 1024 * 1024, gt=0, description="total size of stored answers; LRU beyond it")
     max_entry_bytes: int = Field(

@@ -18,6 +18,7 @@ from proxy.server import start_runner
 from proxy.settings import build_settings
 from proxy.state import STATE, ProxyState
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.redis import redis_server
 
 
 class RunningProxy:
@@ -105,3 +106,10 @@ def db(chdb_client: Client) -> Iterator[str]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server for the session; each test uses its own key prefix or database."""
+    with redis_server() as url:
+        yield url
