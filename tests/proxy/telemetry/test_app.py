@@ -38,6 +38,9 @@ async def test_every_request_leaves_a_row(
     async with http.post(proxy.url + "/v1/chat/completions", data=b"{") as r:
         assert r.status == 400
     await eventually(lambda: count(chdb_client, db) == 2, what="two request rows")
+    # The rows are visible in the store a moment before the writer's coroutine counts them.
+    written = {"table": "requests"}
+    await eventually(lambda: proxy.metric("warden_telemetry_rows_written_total", written) == 2, what="the count")
     rows = chdb_client.query(
         f"SELECT request_id, route, model, backend, status, latency_ms > 0, ttfb_ms > 0, upstream_ms > 0, "
         f"prompt_template_id, prompt_template_version, dateDiff('second', ts, now64(3)) < 60 "
