@@ -20,12 +20,14 @@ from aiohttp import web
 from proxy.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RateLimited
 from proxy.governance.abuse import AbuseMonitor, Restriction
 from proxy.governance.keys import KeyIndex, StoredKey
-from proxy.governance.limits import Limiter, TenantUsage, TokenBucket, duration
+from proxy.governance.limits import Grant, Limiter, Limits, MemoryLimiter, Refusal, TokenBucket, duration
 from proxy.governance.metrics import GovernanceMetrics
+from proxy.governance.redis_limiter import RedisLimiter
 from proxy.governance.settings import ANONYMOUS, GovernanceSettings, TenantSettings
 from proxy.policy.texts import request_slots
 from proxy.relay import Exchange
 from proxy.taps import Capture
+from proxy.tasks import TaskOwner
 from proxy.upstream import Group, UpstreamPool
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ log = logging.getLogger("warden.governance")
 Audit = Callable[[str, str, str, str, str, dict[str, str]], None]  # actor, action, target, tenant, outcome, details
 QUERY_KEY_PARAMS = frozenset({"api_key", "api-key", "apikey", "key", "access_token", "token"})
 CHARS_PER_TOKEN = 4
+SLOT_TTL_S = 900.0  # a concurrency slot older than this (plus a minute) is taken back in the shared limiter
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,11 @@ class Governance:
         self.metrics = metrics
         self.audit = audit
         self.clock = clock
-        self.limiter = Limiter()
+        self.background = TaskOwner("governance")
+        self.limiter: Limiter = MemoryLimiter()
+        if settings.limiter == "redis":
+            self.limiter = RedisLimiter(settings.redis_url, settings.redis_prefix, settings.redis_fail_open,
+                                        lambda op: metrics.limiter_errors[op].inc())
         self.abuse = AbuseMonitor(settings.abuse, self._restriction_changed)
         self._throttle_buckets: dict[str, TokenBucket] = {}
         self._config_keys: list[StoredKey] = []
@@ -71,6 +78,10 @@ class Governance:
         self.index = KeyIndex([])
         self.watcher: KeysWatcher | None = None  # set while a keys file is watched
         self.apply(settings)
+
+    async def close(self, grace_s: float) -> None:
+        await self.background.close(grace_s)
+        await self.limiter.close()
 
     def apply(self, settings: GovernanceSettings) -> None:
         """A new (validated) governance section: keys and limits change on the next request."""
@@ -116,8 +127,8 @@ class Governance:
     def may_use(self, principal: Principal, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, p) for p in self.settings.tenant(principal.tenant).models)
 
-    def admit(self, principal: Principal, exchange: Exchange, model: str | None,
-              payload: dict[str, Any] | None) -> Admission:
+    async def admit(self, principal: Principal, exchange: Exchange, model: str | None,
+                    payload: dict[str, Any] | None) -> Admission:
         now = self.clock()
         tenant = self.settings.tenant(principal.tenant)
         self._check_restriction(principal, now)
@@ -131,21 +142,21 @@ class Governance:
             texts = [slot.get() for slot in request_slots(payload)]
             prompt_chars = sum(map(len, texts))
             self.abuse.observe_prompt(principal.subject, principal.tenant, "\n".join(texts), now)
-        usage = self.limiter.usage(principal.tenant, tenant.requests_per_minute, tenant.tokens_per_minute)
         charged = estimate_tokens(prompt_chars)
-        refusal = self.limiter.admit(usage, charged, tenant.max_concurrency, now)
-        if refusal is not None:
-            self._refuse(principal, refusal.code)
+        limits = Limits(tenant.requests_per_minute, tenant.tokens_per_minute, tenant.max_concurrency,
+                        slot_ttl_s=(tenant.timeout_s or SLOT_TTL_S) + 60)
+        granted = await self.limiter.admit(principal.tenant, limits, charged, exchange.request_id, now)
+        if isinstance(granted, Refusal):
+            self._refuse(principal, granted.code)
             self.abuse.observe_refused(principal.subject, principal.tenant, now)
-            raise RateLimited(refusal.message, code=refusal.code,
-                              headers={"Retry-After": str(max(1, round(refusal.retry_after_s))), **usage.headers(now)})
-        admission = Admission(self, principal, usage, charged)
+            raise RateLimited(granted.message, code=granted.code,
+                              headers={"Retry-After": str(max(1, round(granted.retry_after_s))), **granted.headers})
+        admission = Admission(self, principal, granted, charged, tenant.tokens_per_minute)
         if tenant.timeout_s is not None:
             exchange.deadline = _loop_time() + tenant.timeout_s
-        headers = usage.headers(now)
-        if headers:
-            exchange.response_headers = headers
-        if usage.tokens is not None:
+        if granted.headers:
+            exchange.response_headers = granted.headers
+        if granted.counts_tokens:
             admission.capture = Capture()
             exchange.taps.append(admission.capture)
         return admission
@@ -212,11 +223,13 @@ def _loop_time() -> float:
 class Admission:
     """One admitted request's claim on its tenant's limits, settled once when its answer ends."""
 
-    def __init__(self, gate: Governance, principal: Principal, usage: TenantUsage, charged: int) -> None:
+    def __init__(self, gate: Governance, principal: Principal, grant: Grant, charged: int,
+                 tokens_per_minute: int | None) -> None:
         self.gate = gate
         self.principal = principal
-        self.usage = usage
+        self.grant = grant
         self.charged = charged
+        self.tokens_per_minute = tokens_per_minute
         self.capture: Capture | None = None
         self._done = False
 
@@ -229,7 +242,12 @@ class Admission:
             output = len(self.capture.text()) if self.capture is not None and self.capture.ended else 0
             used = self.charged + estimate_tokens(output)
         now = self.gate.clock()
-        self.gate.limiter.settle(self.usage, self.charged, used, now)
+        limiter = self.gate.limiter
+        if isinstance(limiter, MemoryLimiter):
+            limiter.release(self.grant, self.charged, used, now)  # at once: the next request may take the slot
+        else:
+            settle = limiter.settle(self.grant, self.tokens_per_minute, self.charged, used, now)
+            self.gate.background.spawn(settle, "settle")
         self.gate.metrics.tokens.labels(self.principal.tenant).inc(used)
         labels = [f.label for f in exchange.verdict.findings]
         self.gate.abuse.observe_outcome(self.principal.subject, self.principal.tenant, exchange.verdict.action,

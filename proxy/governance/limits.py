@@ -1,14 +1,15 @@
 """Per-tenant admission: token buckets per minute for requests and tokens, and a concurrency cap.
 
-Everything runs on the event loop, so a check-and-take is atomic within one process: under any
-concurrency one process never admits more than its limits (the bound is exact). Several
-processes without a shared store each hold the full limits (documented in docs/governance.md).
+The in-memory limiter runs on the event loop, so a check-and-take is atomic within one process:
+under any concurrency one process never admits more than its limits (the bound is exact).
+Several processes share limits through the Redis limiter (proxy/governance/redis_limiter.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass
@@ -61,6 +62,25 @@ class Refusal:
     code: str
     message: str
     retry_after_s: float
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Grant:
+    """An admitted request's claim: settled once when its answer ends."""
+
+    tenant: str
+    slot: str  # this request's concurrency slot (the request id)
+    headers: dict[str, str]
+    counts_tokens: bool
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    max_concurrency: int | None
+    slot_ttl_s: float  # a slot held longer than this is taken back (a replica that died holding it)
 
 
 @dataclass
@@ -73,14 +93,26 @@ class TenantUsage:
         out: dict[str, str] = {}
         for kind, bucket in (("requests", self.requests), ("tokens", self.tokens)):
             if bucket is not None:
-                out[f"x-ratelimit-limit-{kind}"] = str(int(bucket.per_minute))
-                out[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(bucket.available(now))))
-                out[f"x-ratelimit-reset-{kind}"] = duration(bucket.reset_s(now))
+                out.update(rate_headers(kind, bucket.per_minute, bucket.available(now)))
         return out
 
 
-class Limiter:
-    """Usage per tenant; limits are passed at each call so a reload takes effect on the next request."""
+def rate_headers(kind: str, per_minute: float, level: float) -> dict[str, str]:
+    """OpenAI's `x-ratelimit-*` trio for one bucket."""
+    return {f"x-ratelimit-limit-{kind}": str(int(per_minute)),
+            f"x-ratelimit-remaining-{kind}": str(max(0, int(level))),
+            f"x-ratelimit-reset-{kind}": duration(max(0.0, (per_minute - level) * 60.0 / per_minute))}
+
+
+class Limiter(Protocol):
+    async def admit(self, tenant: str, limits: Limits, charge: int, slot: str, now: float) -> Grant | Refusal: ...
+    async def settle(self, grant: Grant, tokens_per_minute: int | None, charged: int, used: int,
+                     now: float) -> None: ...
+    async def close(self) -> None: ...
+
+
+class MemoryLimiter:
+    """Usage per tenant in this process; limits are passed at each call so a reload applies at once."""
 
     def __init__(self) -> None:
         self._usage: dict[str, TenantUsage] = {}
@@ -99,28 +131,43 @@ class Limiter:
             usage.tokens = TokenBucket(float(tpm))
         return usage
 
-    def admit(self, usage: TenantUsage, prompt_tokens: int, max_concurrency: int | None,
-              now: float) -> Refusal | None:
+    async def admit(self, tenant: str, limits: Limits, charge: int, slot: str, now: float) -> Grant | Refusal:
         """Check every limit first, then take from all: a refused request costs nothing."""
+        usage = self.usage(tenant, limits.requests_per_minute, limits.tokens_per_minute)
+        refusal = self._check(usage, limits.max_concurrency, charge, now)
+        if refusal is not None:
+            refusal.headers = usage.headers(now)
+            return refusal
+        if usage.requests is not None:
+            usage.requests.take(1, now)
+        if usage.tokens is not None:
+            usage.tokens.take(charge, now)
+        usage.in_flight += 1
+        return Grant(tenant, slot, usage.headers(now), usage.tokens is not None)
+
+    @staticmethod
+    def _check(usage: TenantUsage, max_concurrency: int | None, charge: int, now: float) -> Refusal | None:
         if max_concurrency is not None and usage.in_flight >= max_concurrency:
             return Refusal("concurrency_limit_exceeded",
                            f"at most {max_concurrency} requests at once for this tenant", 1.0)
         if usage.requests is not None and (wait := usage.requests.wait_s(1, now)) > 0:
             return Refusal("rate_limit_exceeded",
                            f"request rate limit of {int(usage.requests.per_minute)}/min reached", wait)
-        if usage.tokens is not None and (wait := usage.tokens.wait_s(prompt_tokens, now)) > 0:
+        if usage.tokens is not None and (wait := usage.tokens.wait_s(charge, now)) > 0:
             return Refusal("tokens_rate_limit_exceeded",
                            f"token rate limit of {int(usage.tokens.per_minute)}/min reached", wait)
-        if usage.requests is not None:
-            usage.requests.take(1, now)
-        if usage.tokens is not None:
-            usage.tokens.take(prompt_tokens, now)
-        usage.in_flight += 1
         return None
 
-    @staticmethod
-    def settle(usage: TenantUsage, charged: int, used: int, now: float) -> None:
-        """At the end: the slot is freed and the token bucket pays the difference to what was used."""
+    async def settle(self, grant: Grant, tokens_per_minute: int | None, charged: int, used: int,
+                     now: float) -> None:
+        self.release(grant, charged, used, now)
+
+    def release(self, grant: Grant, charged: int, used: int, now: float) -> None:
+        """The slot is freed and the token bucket pays the difference to what was used, before the next request."""
+        usage = self._usage[grant.tenant]
         usage.in_flight -= 1
         if usage.tokens is not None and used != charged:
             usage.tokens.take(used - charged, now)
+
+    async def close(self) -> None:
+        pass

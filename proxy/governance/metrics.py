@@ -31,4 +31,7 @@ class GovernanceMetrics:
                                      ["tenant", "action"], registry=registry)
         self.tokens = Counter("warden_tenant_tokens", "Tokens counted against tenants' limits (usage or estimate).",
                               ["tenant"], registry=registry)
+        limiter_errors = Counter("warden_limiter_errors", "Calls to the shared (Redis) limiter that failed, by step.",
+                                 ["op"], registry=registry)
+        self.limiter_errors = {op: limiter_errors.labels(op) for op in ("admit", "settle")}
         registry.register(_Restrictions(restrictions))

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from proxy.codeploy.rollout import canary_weight_changes
 from proxy.policy.engine import PolicyEngine
 from proxy.settings import ConfigError, WardenSettings, load_settings
 from proxy.state import ProxyState
@@ -67,6 +68,13 @@ def apply_live(state: ProxyState, new: WardenSettings) -> ReloadResult:
     result = ReloadResult(True)
     result.restart_needed = [name for name in changed if name not in LIVE_SECTIONS]
     keep = {name: getattr(old, name) for name in WardenSettings.model_fields if name not in LIVE_SECTIONS}
+    # Canary weights are live (a blue/green switch by reload); any other upstream change needs a restart.
+    weights = canary_weight_changes(old.upstreams, new.upstreams) if "upstreams" in changed else None
+    if weights is not None and state.rollouts is not None:
+        state.rollouts.set_weights(weights)
+        result.restart_needed.remove("upstreams")
+        result.applied.append("upstreams (canary weights)")
+        keep["upstreams"] = new.upstreams
     merged = new.model_copy(update=keep)
     if "governance" in changed:
         if state.governance is not None:

@@ -55,5 +55,6 @@ def governance_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterat
             state.governance = None
             if gate.watcher is not None:
                 await gate.watcher.stop()
+            await gate.close(state.settings.server.shutdown_grace_s)
 
     return ctx

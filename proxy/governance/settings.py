@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -94,6 +95,11 @@ class GovernanceSettings(_Section):
     admin_token_sha256: list[str] = Field(default_factory=list, description="hashes of admin API bearer tokens")
     admin_token_env: str = Field("WARDEN_ADMIN_TOKEN", description="env var that may hold one admin token")
     allow_query_keys: bool = Field(False, description="never accept keys in URLs: they end up in logs")
+    limiter: Literal["memory", "redis"] = Field(
+        "memory", description="memory: limits per process; redis: shared by every replica (restart to change)")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="for limiter: redis")
+    redis_prefix: str = "warden:limits:"
+    redis_fail_open: bool = Field(True, description="Redis away: admit (counted) rather than refuse everything")
 
     @field_validator("admin_token_sha256")
     @classmethod

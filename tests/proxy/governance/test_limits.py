@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.governance.limits import Limiter, TokenBucket, duration
+from proxy.governance.limits import Grant, Limits, MemoryLimiter, Refusal, TokenBucket, duration
 
 
 def test_bucket_bursts_one_minute_then_refills_evenly() -> None:
@@ -20,32 +20,36 @@ def test_reset_durations_read_like_openai() -> None:
                                                                          "6m0s", "1h2m3s"]
 
 
-def test_admission_checks_all_limits_before_taking_any() -> None:
-    limiter = Limiter()
-    usage = limiter.usage("acme", rpm=10, tpm=100)
-    assert limiter.admit(usage, 90, None, 0.0) is None
-    refusal = limiter.admit(usage, 20, None, 0.0)
-    assert refusal is not None and refusal.code == "tokens_rate_limit_exceeded" and refusal.retry_after_s > 0
+async def test_admission_checks_all_limits_before_taking_any() -> None:
+    limiter = MemoryLimiter()
+    limits = Limits(10, 100, None, 60.0)
+    assert isinstance(await limiter.admit("acme", limits, 90, "r1", 0.0), Grant)
+    refusal = await limiter.admit("acme", limits, 20, "r2", 0.0)
+    assert isinstance(refusal, Refusal) and refusal.code == "tokens_rate_limit_exceeded"
+    assert refusal.retry_after_s > 0
+    usage = limiter.usage("acme", 10, 100)
     assert usage.requests is not None and usage.requests.available(0.0) == 9  # the refused one took nothing
-    headers = usage.headers(0.0)
+    headers = refusal.headers
     assert headers["x-ratelimit-limit-requests"] == "10" and headers["x-ratelimit-remaining-requests"] == "9"
     assert headers["x-ratelimit-remaining-tokens"] == "10" and headers["x-ratelimit-reset-tokens"] == "54s"
 
 
-def test_concurrency_cap_and_settling_usage() -> None:
-    limiter = Limiter()
-    usage = limiter.usage("acme", rpm=None, tpm=1000)
-    assert limiter.admit(usage, 10, 2, 0.0) is None
-    assert limiter.admit(usage, 10, 2, 0.0) is None
-    refusal = limiter.admit(usage, 10, 2, 0.0)
-    assert refusal is not None and refusal.code == "concurrency_limit_exceeded"
-    limiter.settle(usage, charged=10, used=500, now=0.0)  # usage reported after the fact is owed
+async def test_concurrency_cap_and_settling_usage() -> None:
+    limiter = MemoryLimiter()
+    limits = Limits(None, 1000, 2, 60.0)
+    first = await limiter.admit("acme", limits, 10, "r1", 0.0)
+    assert isinstance(first, Grant)
+    assert isinstance(await limiter.admit("acme", limits, 10, "r2", 0.0), Grant)
+    refusal = await limiter.admit("acme", limits, 10, "r3", 0.0)
+    assert isinstance(refusal, Refusal) and refusal.code == "concurrency_limit_exceeded"
+    await limiter.settle(first, 1000, charged=10, used=500, now=0.0)  # usage reported after the fact is owed
+    usage = limiter.usage("acme", None, 1000)
     assert usage.in_flight == 1
     assert usage.tokens is not None and usage.tokens.available(0.0) == 1000 - 20 - 490
 
 
 def test_a_changed_limit_takes_effect_on_the_next_call() -> None:
-    limiter = Limiter()
+    limiter = MemoryLimiter()
     assert limiter.usage("acme", 5, None).requests is not None
     usage = limiter.usage("acme", 50, None)
     assert usage.requests is not None and usage.requests.per_minute == 50
