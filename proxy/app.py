@@ -225,8 +225,9 @@ def _cache_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[N
         try:
             yield
         finally:
-            state.cache = None
+            cache, state.cache = state.cache, None
             await background.close(state.settings.server.shutdown_grace_s)
+            await cache.close()
 
     return ctx
 

@@ -109,7 +109,7 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
         return await _scan_and_forward(request, state, exchange, body, payload, model, state.pool.group_for(model))
     principal = request[PRINCIPAL]
     group = gate.group_for(principal, model, state.pool)
-    admission = gate.admit(principal, exchange, model, payload)
+    admission = await gate.admit(principal, exchange, model, payload)
     try:
         return await _scan_and_forward(request, state, exchange, body, payload, model, group)
     finally:
@@ -163,7 +163,7 @@ async def passthrough_route(request: web.Request) -> web.StreamResponse:
     if state.governance is None:
         return await state.relay.forward(request, exchange, group, body, None)
     principal = request[PRINCIPAL]
-    admission = state.governance.admit(principal, exchange, exchange.model, None)
+    admission = await state.governance.admit(principal, exchange, exchange.model, None)
     try:
         if exchange.model is not None:
             group = state.governance.group_for(principal, exchange.model, state.pool) or group
