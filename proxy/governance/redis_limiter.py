@@ -104,7 +104,7 @@ class RedisLimiter:
 
     async def admit(self, tenant: str, limits: Limits, charge: int, slot: str, now: float) -> Grant | Refusal:
         rpm, tpm = limits.requests_per_minute or 0, limits.tokens_per_minute or 0
-        args = [rpm, tpm, charge, limits.max_concurrency or 0, slot, int(limits.slot_ttl_s * 1000)]
+        args: list[int | str] = [rpm, tpm, charge, limits.max_concurrency or 0, slot, int(limits.slot_ttl_s * 1000)]
         try:
             ok, code, wait_ms, rl, tl = await self._admit(keys=self._keys(tenant), args=args)
         except self._errors as exc:

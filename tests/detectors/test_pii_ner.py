@@ -52,7 +52,7 @@ def test_pieces_join_into_words_and_i_tags_continue_entities(ner_dir: Path) -> N
 
 
 def test_a_missing_model_fails_loudly(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="needs options.ner_model"):
+    with pytest.raises(ValueError, match=r"needs options\.ner_model"):
         load_pii_runner(ModelSettings(task="pii", kind="pii", options={"nlp_engine": "transformers"}))
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         load_pii_runner(ModelSettings(task="pii", kind="pii", options={"nlp_engine": "transformers",
