@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -35,17 +34,14 @@ def valid_request_id(value: str) -> bool:
     return _REQUEST_ID_RE.fullmatch(value) is not None
 
 
-def _filtered(headers: Mapping[str, str] | CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
-    named = {
-        token.strip().lower()
-        for key, value in headers.items()
-        if key.lower() == "connection"
-        for token in value.split(",")
-    }
+def _filtered(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
+    """One pass; headers named by `Connection` are hop-by-hop too (RFC 9110 7.6.1)."""
+    connection = headers.getall("Connection", ())
+    if connection:
+        drop = drop | {token.strip().lower() for value in connection for token in value.split(",")}
     out: CIMultiDict[str] = CIMultiDict()
     for key, value in headers.items():
-        lower = key.lower()
-        if lower not in drop and lower not in named:
+        if key.lower() not in drop:
             out.add(key, value)
     return out
 
