@@ -1,0 +1,1 @@
+SELECT DISTINCT model FROM drift_windows WHERE $__timeFilter(ts) ORDER BY model
