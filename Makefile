@@ -26,6 +26,12 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 	  echo "chromium missing and not root: the browser tests will be skipped (apt-get install chromium)"
+	# The dashboard tests run Debian's prometheus (promtool is in the same package) and type-check the
+	# dashboards with tsc and @grafana/schema, pinned in dashboards/.tsc/package-lock.json.
+	command -v prometheus >/dev/null && command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus $$(command -v npm >/dev/null || echo nodejs npm); } || \
+	  echo "prometheus or npm missing and not root: the dashboard tests will be skipped (apt-get install prometheus nodejs npm)"
+	! command -v npm >/dev/null || npm ci --prefix dashboards/.tsc --no-audit --no-fund --loglevel=error
 	# Shared cache and limiter tests run a real redis-server.
 	command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } || \
@@ -40,7 +46,7 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test lint typecheck unit
 
 lint: $(VENV)/.installed-test
-	$(PY) -m ruff check proxy detectors drift tests bench
+	$(PY) -m ruff check proxy detectors drift dashboards tests bench
 
 typecheck: $(VENV)/.installed-test
 	$(PY) -m mypy

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from detectors.runtime.client import ScannerClient
 from detectors.runtime.supervisor import ScannerSupervisor
 from proxy.cache.service import ResponseCache, add_cache_header
+from proxy.codeploy.wiring import managed_ctx, traffic_ctx
 from proxy.driftwatch.wiring import drift_ctx
 from proxy.errors import (
     InvalidRequest,
@@ -112,7 +113,9 @@ async def exchange_middleware(request: web.Request, handler: Handler) -> web.Str
         route = resource.canonical if resource is not None else "unmatched"
         ttfb = exchange.first_byte - exchange.started if exchange.first_byte is not None else None
         total = end - exchange.started
-        state.metrics.observe_request(route, exchange.model, status, total, ttfb, exchange.upstream_time)
+        state.metrics.observe_request(route, exchange.model, exchange.tenant, status, total, ttfb,
+                                      exchange.upstream_time)
+        state.metrics.observe_generation(exchange)
         if state.telemetry is not None:
             state.telemetry.emit("requests", request_row(exchange, route, status, total, ttfb, request.headers))
 
@@ -242,6 +245,7 @@ def create_app(settings: WardenSettings, registry: CollectorRegistry | None = No
     app[STATE] = state
     app.cleanup_ctx.append(_telemetry_ctx(state))  # first in, last out: it records until the very end
     app.cleanup_ctx.append(governance_ctx(state))
+    app.cleanup_ctx.append(managed_ctx(state))  # model servers Warden runs: up before the prober, down last
     app.cleanup_ctx.append(_client_session_ctx(state))
     app.cleanup_ctx.append(_health_ctx(state))
     app.cleanup_ctx.append(_scanner_ctx(state))
@@ -251,6 +255,7 @@ def create_app(settings: WardenSettings, registry: CollectorRegistry | None = No
     if settings.cache.enabled:
         app.cleanup_ctx.append(_cache_ctx(state))
         app.on_response_prepare.append(add_cache_header)
+    app.cleanup_ctx.append(traffic_ctx(state))  # load signals, canary smoke tests and rollback, once policy is up
     add_routes(app)
     add_admin_routes(app)
     return app

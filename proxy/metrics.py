@@ -8,7 +8,7 @@ scrape time by a collector instead of being mirrored into gauges on every reques
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -44,13 +44,14 @@ class ProxyMetrics:
         self.model_label = ModelLabels()
         self.in_flight = 0
         self.requests = Counter(
-            "warden_requests", "Requests answered, by route, model and HTTP status.",
-            ["route", "model", "status"], registry=registry,
+            "warden_requests", "Requests answered, by route, model, tenant and HTTP status.",
+            ["route", "model", "tenant", "status"], registry=registry,
         )
         self.duration = Histogram(
             "warden_request_duration_seconds", "Total time from request received to response end.",
-            ["route"], buckets=LATENCY_BUCKETS, registry=registry,
+            ["route", "model", "tenant"], buckets=LATENCY_BUCKETS, registry=registry,
         )
+        self.generation = GenerationMetrics(registry)
         self.ttfb = Histogram(
             "warden_time_to_first_byte_seconds", "Time from request received to the first body byte sent.",
             ["route"], buckets=LATENCY_BUCKETS, registry=registry,
@@ -77,8 +78,8 @@ class ProxyMetrics:
         )
         # labels() validates and locks on every call; the children are cached per label tuple
         # (bounded: routes are the router's, models are capped by ModelLabels, statuses are few).
-        self._request_children: dict[tuple[str, str, int], Any] = {}
-        self._route_children: dict[str, tuple[Any, Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        self._route_children: dict[str, tuple[Any, Any]] = {}
         self._queue_children: dict[str, Any] = {}
         self._upstream_children: dict[tuple[str, str, int], Any] = {}
         registry.register(PoolCollector(pool, self))
@@ -97,22 +98,87 @@ class ProxyMetrics:
         child.inc()
 
     def observe_request(
-        self, route: str, model: str | None, status: int, total: float, ttfb: float | None, upstream: float
+        self, route: str, model: str | None, tenant: str, status: int, total: float, ttfb: float | None,
+        upstream: float,
     ) -> None:
-        key = (route, self.model_label(model), status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._request_children[key] = self.requests.labels(key[0], key[1], str(status))
-        counter.inc()
+        key = (route, self.model_label(model), tenant, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(key[0], key[1], tenant, str(status)), self.duration.labels(*key[:3]))
+        children[0].inc()
+        children[1].observe(total)
         timings = self._route_children.get(route)
         if timings is None:
-            timings = self._route_children[route] = (
-                self.duration.labels(route), self.ttfb.labels(route), self.overhead.labels(route))
-        timings[0].observe(total)
+            timings = self._route_children[route] = (self.ttfb.labels(route), self.overhead.labels(route))
         if ttfb is not None:
-            timings[1].observe(ttfb)
+            timings[0].observe(ttfb)
         if upstream > 0:
-            timings[2].observe(max(0.0, total - upstream))
+            timings[1].observe(max(0.0, total - upstream))
+
+    def observe_generation(self, ex: Generated) -> None:
+        """Tokens from the backend's usage; for SSE streams also time to first token and inter-token latency."""
+        if not (ex.streamed or ex.prompt_tokens or ex.completion_tokens):
+            return
+        stream = None
+        if ex.streamed and ex.first_byte is not None and ex.last_byte is not None:
+            # The first chunk is the first token as the client sees it; gaps are counted in tokens when the
+            # stream reported usage, else in chunks (one event per token is what servers send).
+            stream = (ex.first_byte - ex.started, ex.last_byte - ex.first_byte, ex.completion_tokens or ex.chunks)
+        self.generation.observe(self.model_label(ex.model), ex.tenant, (ex.prompt_tokens, ex.completion_tokens),
+                                stream)
+
+
+class Generated(Protocol):
+    """The fields of a finished exchange (proxy/relay.py) that generation metrics read."""
+
+    model: str | None
+    tenant: str
+    started: float
+    first_byte: float | None
+    last_byte: float | None
+    chunks: int
+    streamed: bool
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class GenerationMetrics:
+    """What a model produced per request: tokens, and for streams the pace clients feel.
+
+    Inter-token latency is observed once per stream (its mean gap), not once per chunk: a
+    histogram observation per token would put a lock on the relay's inner loop.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["model", "tenant"]
+        self.prompt_tokens = Counter("warden_prompt_tokens", "Prompt tokens the backends reported (usage).",
+                                     labels, registry=registry)
+        self.completion_tokens = Counter("warden_completion_tokens", "Completion tokens the backends reported "
+                                         "(usage).", labels, registry=registry)
+        self.ttft = Histogram("warden_time_to_first_token_seconds", "Streamed answers: time from request "
+                              "received to the first chunk relayed.", labels, buckets=LATENCY_BUCKETS,
+                              registry=registry)
+        self.itl = Histogram("warden_inter_token_latency_seconds", "Streamed answers: mean gap between tokens "
+                             "(chunks when the stream carries no usage), one observation per stream.", labels,
+                             buckets=LATENCY_BUCKETS, registry=registry)
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
+
+    def observe(self, model: str, tenant: str, usage: tuple[int, int], stream: tuple[float, float, int] | None) -> None:
+        key = (model, tenant)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = (self.prompt_tokens.labels(*key), self.completion_tokens.labels(*key),
+                                       self.ttft.labels(*key), self.itl.labels(*key))
+        if usage[0]:
+            c[0].inc(usage[0])
+        if usage[1]:
+            c[1].inc(usage[1])
+        if stream is not None:
+            first, span, pieces = stream
+            c[2].observe(first)
+            if pieces > 1:
+                c[3].observe(span / (pieces - 1))
 
 
 class PoolCollector(Collector):

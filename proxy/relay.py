@@ -21,6 +21,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from detectors.base import Finding
 from proxy.errors import Unavailable, UpstreamError, UpstreamTimeout, WardenError, sse_error_event
 from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.metrics import ProxyMetrics
@@ -76,6 +77,13 @@ class VerdictSummary:
                 self.findings.append(FindingRecord(direction, f.detector, f.label, f.score,
                                                    decision.action.name.lower(), f.explanation))
 
+    def note_allowed(self, findings: list[Finding], direction: str) -> None:
+        """Findings no rule acted on: not counted, but kept (review samples those near a threshold)."""
+        for f in findings:
+            if len(self.findings) >= MAX_FINDINGS:
+                return
+            self.findings.append(FindingRecord(direction, f.detector, f.label, f.score, "allow", f.explanation))
+
 
 @dataclass(slots=True)
 class Exchange:
@@ -86,8 +94,13 @@ class Exchange:
     model: str | None = None
     tenant: str = "anonymous"  # set by governance from the API key; "anonymous" when no keys are configured
     api_key_id: str = ""  # the key's public id (never the secret)
+    template_id: str = ""  # lineage the client sent (X-Prompt-Template-Id / -Version headers), for observers
+    template_version: str = ""
     backend: str | None = None  # the last backend tried (set per attempt)
     first_byte: float | None = None
+    last_byte: float | None = None  # with `chunks` and `streamed`: the stream's pace (inter-token latency)
+    chunks: int = 0
+    streamed: bool = False  # the answer was an SSE stream
     upstream_time: float = 0.0
     status: int | None = None
     sent: bool = False
@@ -253,7 +266,7 @@ class Relay:
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
                 if upstream.content_length is not None and transform is None:
                     response.content_length = upstream.content_length
-                is_sse = upstream.content_type == "text/event-stream"
+                is_sse = exchange.streamed = upstream.content_type == "text/event-stream"
                 exchange.status = upstream.status
                 await self._send(response.prepare(request))
                 exchange.sent = True
@@ -302,6 +315,14 @@ class Relay:
                 raise _FailedBeforeFirstByte(error_type(f"upstream {what}: {kind}")) from exc
             log.warning("upstream %s failed mid-response for %s: %s", backend.url, exchange.request_id, kind)
             return await self._abort_sent(request, response, is_sse, kind)
+        except _FailedBeforeFirstByte:
+            raise
+        except Exception:
+            if response is None or not response.prepared:
+                raise  # nothing sent yet: the middleware answers with an OpenAI-shaped 500
+            # A bug met mid-answer (a transform choking on a backend's bytes) still ends the answer well-formed.
+            log.exception("proxy error mid-response for %s", exchange.request_id)
+            return await self._abort_sent(request, response, is_sse, "proxy error")
 
     async def _past_deadline(self, request: web.Request, exchange: Exchange, group: Group,
                              response: web.StreamResponse | None, is_sse: bool) -> web.StreamResponse:
@@ -361,8 +382,10 @@ class Relay:
     async def _write(self, response: web.StreamResponse, exchange: Exchange, chunk: bytes) -> None:
         if not chunk:
             return
+        exchange.last_byte = now = self.clock()
+        exchange.chunks += 1
         if exchange.first_byte is None:
-            exchange.first_byte = self.clock()
+            exchange.first_byte = now
         await self._send(response.write(chunk))
 
     @staticmethod

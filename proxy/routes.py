@@ -11,18 +11,21 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.runtime.client import ScannerError
-from proxy.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, RequestTimeout, Unavailable
+from proxy.errors import ContentBlocked, InvalidRequest, ModelNotFound, PayloadTooLarge, RequestTimeout, Unavailable
+from proxy.openapi import openapi_spec
 from proxy.policy.engine import Scope
 from proxy.policy.texts import system_prompt
 from proxy.relay import Exchange
 from proxy.review.wiring import install_review
 from proxy.state import EXCHANGE, PRINCIPAL, STATE, ProxyState
+from proxy.telemetry.events import MAX_LABEL, PROMPT_TEMPLATE_ID, PROMPT_TEMPLATE_VERSION
 from proxy.upstream import Group
 
 log = logging.getLogger("warden.routes")
@@ -56,6 +59,8 @@ def parse_object(body: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                              code="invalid_json") from None
+    except RecursionError:  # a small body can nest deeper than the parser's stack: a client error, not a 500
+        raise InvalidRequest("request body is nested too deeply", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
     return payload
@@ -104,6 +109,10 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     model = validate_openai(payload)
     exchange = request[EXCHANGE]
     exchange.model = model
+    headers = request.headers
+    if PROMPT_TEMPLATE_ID in headers:
+        exchange.template_id = headers[PROMPT_TEMPLATE_ID][:MAX_LABEL]
+        exchange.template_version = headers.get(PROMPT_TEMPLATE_VERSION, "")[:MAX_LABEL]
     gate = state.governance
     if gate is None:
         return await _scan_and_forward(request, state, exchange, body, payload, model, state.pool.group_for(model))
@@ -120,6 +129,7 @@ async def _scan_and_forward(request: web.Request, state: ProxyState, exchange: E
                             payload: dict[str, Any], model: str, group: Group | None) -> web.StreamResponse:
     if group is None:
         raise ModelNotFound(f"the model '{model}' does not exist or is not served here", param="model")
+    group = group.pick_version()  # a canary's share of the traffic (proxy/codeploy/rollout.py)
     if state.observers and request.path != "/v1/embeddings":
         # Before the request scan, so a blocked request is observed too (review samples blocks);
         # observers read the payload when the exchange ends, after redaction in place.
@@ -146,20 +156,34 @@ async def _scan_and_forward(request: web.Request, state: ProxyState, exchange: E
     return await state.relay.forward(request, exchange, group, body, key, transform)
 
 
+def check_path(raw_path: str) -> None:
+    """The raw path goes upstream as sent; a dot segment or encoded slash would let it leave /v1 there."""
+    path = raw_path.partition("?")[0]
+    lowered = path.lower()
+    if "%2f" in lowered or "%5c" in lowered or "\\" in path or {".", ".."} & set(unquote(path).split("/")):
+        raise InvalidRequest("the path may not hold dot segments or encoded slashes", code="invalid_path")
+
+
 async def passthrough_route(request: web.Request) -> web.StreamResponse:
     """Other /v1 routes go to the group of the body's `model` when there is one, else the default."""
+    check_path(request.raw_path)
     state = request.app[STATE]
     body = await read_body(request, state)
     group = state.pool.default_group
     if body and request.content_type == "application/json":
         try:
             model = json.loads(body).get("model")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             model = None
         if isinstance(model, str):
             request[EXCHANGE].model = model
             group = state.pool.group_for(model) or group
     exchange = request[EXCHANGE]
+    if state.policy is not None:  # the detectors read only the OpenAI routes above
+        if state.policy.enforce and state.policy.settings.other_routes == "block":
+            raise ContentBlocked(f"{request.path} cannot be scanned, and policy.other_routes is block",
+                                 code="unscanned_route")
+        state.policy.metrics.unscanned.labels("route").inc()
     if state.governance is None:
         return await state.relay.forward(request, exchange, group, body, None)
     principal = request[PRINCIPAL]
@@ -179,7 +203,7 @@ async def _models_of(state: ProxyState, url: str) -> list[dict[str, Any]]:
             if resp.status != 200:
                 return []
             data = (await resp.json(content_type=None)).get("data")
-    except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
+    except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError, RecursionError):
         return []
     return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)] if isinstance(data, list) else []
 
@@ -210,9 +234,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    groups = {g.name: g.healthy_count for g in request.app[STATE].pool.groups}
-    ready = all(groups.values())
-    body = {"status": "ready" if ready else "not ready", "healthy_backends": groups}
+    state = request.app[STATE]
+    groups = {g.name: g.healthy_count for g in state.pool.groups}
+    ready = all(g.healthy_count for g in state.pool.groups if g.canary_of is None)  # a canary is optional
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "healthy_backends": groups}
+    if state.managed is not None:
+        body["managed"] = state.managed.describe()
+    if state.rollouts is not None and state.rollouts.rollouts:
+        body["canaries"] = state.rollouts.describe()
     return web.json_response(body, status=200 if ready else 503)
 
 
@@ -228,6 +257,10 @@ async def metrics_route(request: web.Request) -> web.Response:
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def openapi_route(request: web.Request) -> web.Response:
+    return web.json_response(openapi_spec())
+
+
 def add_routes(app: web.Application) -> None:
     for path in OPENAI_POST_ROUTES:
         app.router.add_post(path, openai_route)
@@ -236,4 +269,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_route)
+    app.router.add_get("/openapi.json", openapi_route)
     install_review(app)  # /review: the reviewer UI, when review is enabled

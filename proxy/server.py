@@ -35,6 +35,7 @@ async def start_runner(
         app,
         handler_cancellation=True,  # a client that disconnects cancels its upstream request
         shutdown_timeout=settings.server.shutdown_grace_s,
+        keepalive_timeout=settings.timeouts.keepalive_s,  # aiohttp's AppRunner default is an hour
         access_log=logging.getLogger("warden.access") if settings.server.access_log else None,
     )
     await runner.setup()

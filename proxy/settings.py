@@ -17,6 +17,7 @@ from yarl import URL
 
 from detectors.runtime.settings import ScannerSettings
 from proxy.cache.settings import CacheSettings
+from proxy.codeploy.settings import CanarySettings, LoadSettings, ManagedSettings, check_canaries
 from proxy.driftwatch.settings import DriftSettings
 from proxy.governance.settings import GovernanceSettings
 from proxy.policy.settings import DetectorSettings, PolicySettings
@@ -40,6 +41,8 @@ class TimeoutSettings(_Section):
         120.0, gt=0, description="Longest silence from an upstream: before headers or between chunks."
     )
     body_read_s: float = Field(30.0, gt=0, description="Longest time a client may take to send its body.")
+    keepalive_s: float = Field(75.0, gt=0, description="Longest idle client connection; also cuts a client "
+                               "that never finishes its request headers (slowloris).")
 
 
 class LimitSettings(_Section):
@@ -86,14 +89,23 @@ class BackendSettings(_Section):
 class GroupSettings(_Section):
     name: str
     models: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
-    backends: list[BackendSettings] = Field(min_length=1)
-    balancer: Literal["least_outstanding", "round_robin", "prefix_affinity"] = "least_outstanding"
+    backends: list[BackendSettings] = Field(default_factory=list, description="required unless `managed`")
+    balancer: Literal["least_outstanding", "round_robin", "prefix_affinity", "least_loaded"] = "least_outstanding"
     max_concurrency: int = Field(64, ge=1, description="Per-backend cap on outstanding requests.")
     api_key_env: str | None = Field(None, description="env var holding the backends' API key; sent upstream as "
                                                       "a bearer token in place of the client's credentials")
     queue: QueueSettings = QueueSettings()
     health: HealthSettings = HealthSettings()
     affinity: AffinitySettings = AffinitySettings()
+    managed: ManagedSettings | None = None  # Warden starts and supervises the servers (docs/codeploy.md)
+    load: LoadSettings = LoadSettings()  # the servers' own load signals, for least_loaded and autoscaling
+    canary: CanarySettings | None = None  # a new version of another group, with a share of its traffic
+
+    @model_validator(mode="after")
+    def _has_backends(self) -> GroupSettings:
+        if not self.backends and self.managed is None:
+            raise ValueError("a group needs backends (or managed servers)")
+        return self
 
 
 class ServerSettings(_Section):
@@ -172,6 +184,7 @@ class WardenSettings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate upstream group names: {', '.join(dupes)}")
+        check_canaries(self.upstreams)
         for tenant_name, tenant in self.governance.tenants.items():
             if tenant.upstream_group is not None and tenant.upstream_group not in names:
                 raise ValueError(f"governance.tenants.{tenant_name}.upstream_group: no upstream group named "

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from detectors.runtime.client import ScannerClient
 from proxy.cache.service import ResponseCache
+from proxy.codeploy.manager import CoDeploy
+from proxy.codeploy.rollout import RolloutController
 from proxy.governance.gate import Governance, Principal
 from proxy.headers import RequestIds
 from proxy.metrics import ProxyMetrics
@@ -40,6 +42,9 @@ class ProxyState:
     config_path: Path | None = None  # the file a reload re-reads; None when started without one
     # The response cache while `cache.enabled`; None otherwise (proxy/cache/).
     cache: ResponseCache | None = None
+    # Managed model server replicas while any group is `managed`; canary rollouts (proxy/codeploy/).
+    managed: CoDeploy | None = None
+    rollouts: RolloutController | None = None
     # Asked before each chat or completion request is forwarded; review, drift and cache watch through them.
     observers: list[Observer] = field(default_factory=list)
     # Set by the client-session cleanup context, which owns the session's lifetime.

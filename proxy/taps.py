@@ -83,7 +83,7 @@ def output_text(content_type: str, body: bytes) -> str:
         return _sse_text(body)
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if not isinstance(payload, dict):
         return ""
@@ -96,7 +96,7 @@ def _sse_text(body: bytes) -> str:
     for data in SSEDecoder().feed(body + b"\n\n"):
         try:
             event = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if not isinstance(event, dict):
             continue

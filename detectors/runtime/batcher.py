@@ -89,6 +89,10 @@ class MicroBatcher:
         self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix=f"tok-{runner.task}")
         self._device_thread = ThreadPoolExecutor(1, thread_name_prefix=f"run-{runner.task}")
         self._tasks: list[asyncio.Task[None]] = []
+        for priority in PRIORITIES:  # every series exists from the start, at 0, for rate() and alerts
+            metrics.overloaded.labels(runner.task, priority)
+        for stage in ("tokenize", "forward"):
+            metrics.errors.labels(runner.task, stage)
 
     def depth(self, priority: Priority) -> int:
         return len(self._queues[priority])

@@ -79,7 +79,8 @@ class DriftFeed:
                                self._scalars(exchange, "response", output)))
 
     def _scalars(self, exchange: Exchange, direction: str, text: str) -> dict[str, float]:
-        findings = [f for f in exchange.verdict.findings if f.direction == direction]
+        # Only findings policy acted on: allowed ones (kept for review's `near` stratum) are not detections.
+        findings = [f for f in exchange.verdict.findings if f.direction == direction and f.action != "allow"]
         toxic = any(f.detector in self.settings.toxicity_detectors for f in findings)
         pii = sum(1 for f in findings if f.detector in self.settings.pii_detectors)
         return {"chars": float(len(text)), "toxicity_rate": float(toxic), "pii_rate": float(pii)}

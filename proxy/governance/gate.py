@@ -249,6 +249,6 @@ class Admission:
             settle = limiter.settle(self.grant, self.tokens_per_minute, self.charged, used, now)
             self.gate.background.spawn(settle, "settle")
         self.gate.metrics.tokens.labels(self.principal.tenant).inc(used)
-        labels = [f.label for f in exchange.verdict.findings]
+        labels = [f.label for f in exchange.verdict.findings if f.action != "allow"]
         self.gate.abuse.observe_outcome(self.principal.subject, self.principal.tenant, exchange.verdict.action,
                                         labels, now)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from proxy.policy.stream import SSEDecoder
+from proxy.policy.stream import SSEDecoder, choice_index
 from proxy.policy.texts import response_slots
 
 
@@ -36,21 +36,24 @@ class AuditTap:
     def _collect(self, data: str) -> None:
         try:
             event = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
-        for choice in (event.get("choices") or []) if isinstance(event, dict) else []:
+        choices = event.get("choices") if isinstance(event, dict) else None
+        for choice in choices if isinstance(choices, list) else []:
+            if not isinstance(choice, dict):
+                continue  # a backend's malformed event carries no text to audit
             delta = choice.get("delta") or {}
             text = delta.get("content") if isinstance(delta, dict) else None
             text = text if isinstance(text, str) else choice.get("text")
             if isinstance(text, str):
-                self._texts.setdefault(int(choice.get("index", 0)), []).append(text)
+                self._texts.setdefault(choice_index(choice), []).append(text)
 
     def _final_texts(self) -> list[str]:
         if self.is_sse:
             return ["".join(parts) for _, parts in sorted(self._texts.items())]
         try:
             payload: Any = json.loads(b"".join(self._body))
-        except ValueError:
+        except (ValueError, RecursionError):
             return []
         return [slot.get() for _, slot in response_slots(payload)] if isinstance(payload, dict) else []
 

@@ -48,7 +48,7 @@ class JsonEnforcer:
             return body
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # a backend's garbage is passed on unscanned, and counted
             self.on_unscanned("not_json")
             return body
         slots = response_slots(payload) if isinstance(payload, dict) else []

@@ -56,4 +56,6 @@ async def build_policy(detectors: list[DetectorSettings], policy: PolicySettings
                  "+".join(sorted(entry.detector.directions)), entry.settings.on_error)
     log.info("policy: %s mode, %d rule(s), stream window %d chars", policy.mode, len(policy.rules),
              policy.stream_window_chars)
+    for entry in entries:  # failure counters exist from the start, at 0, so rate() and alerts see them
+        metrics.detector_failures.labels(entry.detector.name, entry.settings.on_error)
     return PolicyService(policy, DetectorChain(entries, metrics), metrics, background)

@@ -15,6 +15,7 @@ UNAVAILABLE = "detector_unavailable"
 
 class VerdictSink(Protocol):
     def add(self, action: str, decisions: list[Decision], direction: str) -> None: ...
+    def note_allowed(self, findings: list[Finding], direction: str) -> None: ...
 
 
 class Action(IntEnum):
@@ -45,7 +46,8 @@ class Decision:
 @dataclass
 class Verdict:
     action: Action = Action.ALLOW
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)  # the findings policy acted on
+    allowed: list[Finding] = field(default_factory=list)  # the rest: review samples those near a threshold
 
     def redactions(self, text_index: int) -> list[Finding]:
         return [d.finding for d in self.decisions if d.action == Action.REDACT and d.text_index == text_index]
@@ -96,4 +98,6 @@ class PolicyEngine:
                 if action > Action.ALLOW:
                     verdict.decisions.append(Decision(finding, action, index))
                     verdict.action = max(verdict.action, action)
+                else:
+                    verdict.allowed.append(finding)
         return verdict

@@ -49,12 +49,15 @@ class PolicyService:
         return self.settings.mode == "enforce"
 
     def record(self, verdict: Verdict, direction: str, scope: Scope) -> None:
-        self.metrics.verdicts.labels(direction, verdict.action.name.lower()).inc()
+        self.metrics.verdicts.labels(direction, verdict.action.name.lower(), scope.tenant).inc()
         for decision in verdict.decisions:
             f = decision.finding
-            self.metrics.detections.labels(f.detector, f.label, decision.action.name.lower(), direction).inc()
+            self.metrics.detections.labels(f.detector, f.label, decision.action.name.lower(), direction,
+                                           scope.tenant).inc()
         if scope.summary is not None and verdict.decisions:
             scope.summary.add(verdict.action.name.lower(), verdict.decisions, direction)
+        if scope.summary is not None and verdict.allowed:
+            scope.summary.note_allowed(verdict.allowed, direction)
         for sink in self.sinks:
             sink(verdict, direction, scope)
 
@@ -111,7 +114,8 @@ class PolicyService:
             if not self.enforce:
                 return AuditTap(is_sse, self.settings.max_response_bytes, audit, spawn)
             if is_sse:
-                return StreamEnforcer(scan_one, record, self.settings.stream_window_chars, self.redactor())
+                return StreamEnforcer(scan_one, record, self.settings.stream_window_chars, self.redactor(),
+                                      self.settings.max_response_bytes)
             return JsonEnforcer(scan_many, record, self.redactor(), self.settings.max_response_bytes,
                                 lambda reason: self.metrics.unscanned.labels(reason).inc())
 

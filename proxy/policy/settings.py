@@ -61,6 +61,9 @@ class PolicySettings(_Section):
         64, ge=8, description="characters held back from a stream until scanned; longer entities may leak"
     )
     max_response_bytes: int = Field(8 * 1024 * 1024, gt=0, description="non-streamed bodies buffered for a scan")
+    other_routes: Literal["pass", "block"] = Field(
+        "pass", description="/v1 routes the detectors cannot read (files, audio, the Responses API, ...): pass "
+        "them unscanned (counted in warden_policy_unscanned_total{reason=\"route\"}) or refuse them")
     redaction: dict[str, Operator] = Field(
         default_factory=lambda: {"DEFAULT": Operator()},
         description="presidio-anonymizer operators per label (replace, mask, hash, redact, keep); DEFAULT for the "

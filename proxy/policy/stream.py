@@ -18,6 +18,7 @@ from typing import Any
 
 from detectors.base import Finding
 from detectors.redact import Redactor
+from proxy.errors import sse_error_event
 from proxy.policy.engine import Action, Verdict
 from proxy.policy.hooks import Recorder, Scan
 
@@ -25,11 +26,20 @@ CONTEXT_CHARS = 64
 FIRST_STEP = 8
 
 
-class SSEDecoder:
-    """Splits a byte stream into SSE events (blank-line separated), returning each event's data."""
+class EventTooLarge(ValueError):
+    """A backend sent more than the cap without ending an event: it cannot be scanned, only held."""
 
-    def __init__(self) -> None:
+
+class SSEDecoder:
+    """Splits a byte stream into SSE events (blank-line separated), returning each event's data.
+
+    An unfinished event is held until its blank line comes; `max_event_bytes` bounds that hold,
+    so a backend that never ends an event cannot grow the proxy's memory without limit.
+    """
+
+    def __init__(self, max_event_bytes: int | None = None) -> None:
         self._buffer = b""
+        self.max_event_bytes = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[str]:
         self._buffer += chunk.replace(b"\r\n", b"\n")
@@ -40,11 +50,20 @@ class SSEDecoder:
             data = [line[5:].removeprefix(" ") for line in lines if line.startswith("data:")]
             if data:
                 events.append("\n".join(data))
+        if self.max_event_bytes is not None and len(self._buffer) > self.max_event_bytes:
+            self._buffer = b""
+            raise EventTooLarge(f"an SSE event grew past {self.max_event_bytes} bytes without ending")
         return events
 
     def rest(self) -> bytes:
         rest, self._buffer = self._buffer, b""
         return rest
+
+
+def choice_index(choice: dict[str, Any]) -> int:
+    """A choice's index as sent; a backend's malformed one counts as choice 0 rather than failing."""
+    index = choice.get("index", 0)
+    return index if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < 1024 else 0
 
 
 def sse(obj: Any) -> bytes:
@@ -62,21 +81,27 @@ class _Choice:
 class StreamEnforcer:
     """A relay transform for `text/event-stream` responses of chat and completion routes."""
 
-    def __init__(self, scan: Scan, recorder: Recorder, window: int, redactor: Redactor) -> None:
+    def __init__(self, scan: Scan, recorder: Recorder, window: int, redactor: Redactor,
+                 max_event_bytes: int | None = None) -> None:
         self.scan = scan
         self.recorder = recorder
         self.window = window
         self.step = max(8, window // 2)
         self.redactor = redactor
         self.stopped = False
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_bytes)
         self._choices: dict[int, _Choice] = {}
         self._envelope: dict[str, Any] = {}
         self._legacy = False  # completions stream `text`, chat streams `delta.content`
 
     async def feed(self, chunk: bytes) -> bytes:
         out: list[bytes] = []
-        for data in self._decoder.feed(chunk):
+        try:
+            events = self._decoder.feed(chunk)
+        except EventTooLarge as exc:
+            self.stopped = True  # nothing unscanned goes out: the stream ends with an error the client can read
+            return sse_error_event(f"upstream answer not relayed: {exc}", "response_too_large")
+        for data in events:
             if self.stopped:
                 break
             out.append(await self._event(data))
@@ -94,16 +119,18 @@ class StreamEnforcer:
             return await self._flush_all() + (b"" if self.stopped else b"data: [DONE]\n\n")
         try:
             event = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return f"data: {data}\n\n".encode()
         choices = event.get("choices") if isinstance(event, dict) else None
+        if isinstance(choices, list):  # a backend's malformed choices are dropped: they cannot be scanned
+            choices = event["choices"] = [c for c in choices if isinstance(c, dict)]
         if not isinstance(choices, list) or not choices:
             return await self._flush_all() + (b"" if self.stopped else sse(event))  # usage, errors
         self._envelope = {k: v for k, v in event.items() if k != "choices"}
         out: list[bytes] = []
         passthrough = []
         for choice in choices:
-            index = int(choice.get("index", 0))
+            index = choice_index(choice)
             state = self._choices.setdefault(index, _Choice())
             text = self._take_text(choice)
             state.held += text

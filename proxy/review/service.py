@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from proxy.relay import Exchange
+from proxy.review.estimates import rates_by_model
+from proxy.review.metrics import ReviewMetrics, ReviewSnapshot
 from proxy.review.sampler import Candidate, Draw, Sampler, ThresholdFor
 from proxy.review.settings import ReviewSettings
 from proxy.review.store import Item, Label, ReviewStore
@@ -77,7 +79,10 @@ def prompt_text(payload: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def template_of(payload: dict[str, Any]) -> tuple[str, str]:
+def template_of(payload: dict[str, Any], exchange: Exchange | None = None) -> tuple[str, str]:
+    """The client's prompt template lineage: its headers first, else the body's metadata."""
+    if exchange is not None and exchange.template_id:
+        return exchange.template_id, exchange.template_version
     metadata = payload.get("metadata")
     if isinstance(metadata, dict):
         for id_key, version_key in METADATA_TEMPLATE_KEYS:
@@ -89,10 +94,12 @@ def template_of(payload: dict[str, Any]) -> tuple[str, str]:
 class ReviewService:
     def __init__(self, settings: ReviewSettings, store: ReviewStore, emit: Emit | None = None,
                  threshold_for: ThresholdFor | None = None, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics: ReviewMetrics | None = None) -> None:
         self.settings = settings
         self.store = store
         self.emit = emit
+        self.metrics = metrics
+        self._changed = True  # items or labels changed since the metrics' last snapshot
         self.clock = clock
         self.rng = rng or random.Random()
         self.sampler = Sampler(settings, self.rng)
@@ -103,6 +110,7 @@ class ReviewService:
 
     async def start(self) -> None:
         await self.store.open()
+        await self.refresh_metrics()
         self.tasks.spawn(self._save_counts_every(self.settings.counts_flush_s), "counts")
 
     async def stop(self, grace_s: float) -> None:
@@ -116,6 +124,17 @@ class ReviewService:
             with contextlib.suppress(TimeoutError):  # the interval passed: save, then wait again
                 await asyncio.wait_for(self._stopping.wait(), interval_s)
             await self.save_counts()
+            await self.refresh_metrics()
+
+    async def refresh_metrics(self) -> None:
+        """Queue depth and estimates for /metrics, recomputed only after items or labels changed:
+        it reads every item, so it runs on the store's thread and a worker thread, never per scrape."""
+        if self.metrics is None or not self._changed:
+            return
+        self._changed = False
+        pending, inputs = await self.store.pending(), await self.store.estimate_inputs()
+        estimates = await asyncio.to_thread(rates_by_model, inputs.traffic, inputs.items)
+        self.metrics.snapshot = ReviewSnapshot(pending, tuple(estimates))
 
     async def save_counts(self) -> None:
         counts = self.sampler.take_counts()
@@ -137,12 +156,16 @@ class ReviewService:
         candidate = Candidate(exchange.tenant, exchange.model or "", route_of(capture.payload),
                               exchange.verdict.action, findings)
         draw = self.sampler.draw(candidate, self.clock())
+        if self.metrics is not None:
+            self.metrics.seen[draw.stratum].inc()
+            if draw.sampled:
+                self.metrics.sampled[draw.stratum].inc()
         if draw.sampled:
             self.tasks.spawn(self._keep(capture, candidate, draw), "keep")
 
     async def _keep(self, capture: ReviewTap, candidate: Candidate, draw: Draw) -> None:
         exchange, cut = capture.exchange, self.settings.max_text_chars
-        template_id, template_version = template_of(capture.payload)
+        template_id, template_version = template_of(capture.payload, exchange)
         item = Item(
             id=uuid.uuid4().hex, created=self.clock(), request_id=exchange.request_id, tenant=candidate.tenant,
             model=candidate.model, route=candidate.route, backend=exchange.backend or "",
@@ -156,6 +179,7 @@ class ReviewService:
 
     async def add_item(self, item: Item, raw_output: str | None = None) -> None:
         await self.store.add(item, raw_output)
+        self._changed = True
         if self.emit is not None:
             self.emit("review_samples", {
                 "sample_id": item.id, "request_id": item.request_id, "tenant": item.tenant, "model": item.model,
@@ -169,6 +193,9 @@ class ReviewService:
     async def label(self, item: Item, reviewer: str, label: Label) -> bool:
         if not await self.store.label(item.id, reviewer, label):
             return False
+        self._changed = True
+        if self.metrics is not None and label.label in self.metrics.labels:
+            self.metrics.labels[label.label].inc()
         if self.emit is not None:
             self.emit("review_labels", {
                 "sample_id": item.id, "reviewer": reviewer, "label": label.label,

@@ -177,6 +177,10 @@ class SQLiteStore:
 
         return await self._run(put)
 
+    async def pending(self) -> int:
+        return int(await self._run(lambda db: db.execute(
+            "SELECT count(*) FROM items WHERE label_count < required").fetchone()[0]))
+
     async def raw_output(self, item_id: str) -> str | None:
         def raw(db: sqlite3.Connection) -> str | None:
             row = db.execute("SELECT raw_output FROM items WHERE id = ?", (item_id,)).fetchone()

@@ -106,6 +106,9 @@ class ReviewStore(Protocol):
     async def label(self, item_id: str, reviewer: str, label: Label) -> bool:
         """Record a label; only the lease holder may. Ends the lease."""
 
+    async def pending(self) -> int:
+        """Items still short of the reviews they need (the queue's depth, for metrics)."""
+
     async def raw_output(self, item_id: str) -> str | None: ...
 
     async def estimate_inputs(self) -> EstimateInputs: ...

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.review.metrics import ReviewMetrics
 from proxy.review.sampler import policy_thresholds
 from proxy.review.service import ReviewService
 from proxy.review.sqlite_store import SQLiteStore
@@ -40,7 +41,9 @@ def review_context(state: ProxyState) -> Callable[[web.Application], AsyncIterat
                 state.telemetry.emit(table, row)
 
         rules = [(r.detector, r.label, r.threshold) for r in state.settings.policy.rules]
-        service = ReviewService(holder.settings, SQLiteStore(holder.settings.db_path), emit, policy_thresholds(rules))
+        metrics = ReviewMetrics(state.registry, state.metrics.model_label)
+        service = ReviewService(holder.settings, SQLiteStore(holder.settings.db_path), emit, policy_thresholds(rules),
+                                metrics=metrics)
         await service.start()
         holder.service = service
         state.observers.append(service.observe)

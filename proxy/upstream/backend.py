@@ -31,6 +31,10 @@ class Backend:
     ejections_in_a_row: int = 0
     ejections_total: int = 0
     failures_in_a_row: int = 0
+    # What the server reports about itself (its /metrics, read off the hot path by proxy/codeploy/signals.py):
+    # requests it runs, and the weighted cost of its queue and KV cache; 0 when unknown or stale.
+    reported_running: float = 0.0
+    reported_pressure: float = 0.0
     _probe_ok_streak: int = field(default=0, repr=False)
     _probe_fail_streak: int = field(default=0, repr=False)
     # Told of every state change (backend, previous state, reason): the audit trail's health rows.
@@ -73,6 +77,16 @@ class Backend:
         log.warning("ejected %s (group %s) for %.1fs: %s", self.url, self.group, backoff, reason)
         self._changed(previous, reason)
         return True
+
+    def mark(self, up: bool, reason: str) -> None:
+        """Set by an owner that knows better than a probe: a managed server became ready, or its process died."""
+        previous = self.state
+        self.healthy = up
+        self._probe_ok_streak = self._probe_fail_streak = 0
+        if up:
+            self.probe_pending = False
+            self.failures_in_a_row = self.ejections_in_a_row = 0
+        self._changed(previous, reason)
 
     def record_success(self) -> None:
         self.failures_in_a_row = 0

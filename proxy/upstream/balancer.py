@@ -38,6 +38,29 @@ class LeastOutstanding:
         return b if b.load < a.load else a
 
 
+def reported_load(backend: Backend) -> float:
+    """Our own count or the server's, whichever is higher (others may share it), plus its queue and KV cost."""
+    return (max(backend.outstanding, backend.reported_running) + backend.reported_pressure) / backend.weight
+
+
+class LeastLoaded:
+    """Power of two choices on the load the servers report (llm-d's queue and KV-cache scorers, simplified).
+
+    Two random candidates rather than the global minimum: the signals lag by a scrape interval,
+    and every request piling onto the one backend that looked idle is the herd this avoids.
+    """
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+
+    def pick(self, candidates: Sequence[Backend], key: str | None = None) -> Backend | None:
+        free = _free(candidates)
+        if len(free) <= 1:
+            return free[0] if free else None
+        a, b = self._rng.sample(free, 2)
+        return b if reported_load(b) < reported_load(a) else a
+
+
 class RoundRobin:
     """Smooth weighted round robin (nginx's): weights honoured without bursts to the heaviest."""
 
@@ -106,6 +129,8 @@ def make_balancer(
 ) -> Balancer:
     if kind == "least_outstanding":
         return LeastOutstanding(rng)
+    if kind == "least_loaded":
+        return LeastLoaded(rng)
     if kind == "round_robin":
         return RoundRobin()
     if kind == "prefix_affinity":

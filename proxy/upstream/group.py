@@ -33,7 +33,9 @@ class Group:
     ) -> None:
         self.settings = settings
         self.name = settings.name
-        self.patterns = settings.models
+        # A canary is reached only through its primary's traffic split, never by model name.
+        self.canary_of = settings.canary.of if settings.canary is not None else None
+        self.patterns = [] if self.canary_of else settings.models
         self.literal_models = [p for p in settings.models if not any(c in p for c in "*?[")]
         self.backends = [
             Backend(
@@ -45,12 +47,35 @@ class Group:
             )
             for b in settings.backends
         ]
-        self.balancer = make_balancer(settings.balancer, self.backends, settings.affinity.virtual_nodes, rng)
+        self.rng = rng or random.Random()
+        self.balancer = make_balancer(settings.balancer, self.backends, settings.affinity.virtual_nodes, self.rng)
+        self.canaries: list[Group] = []
+        # Percent of the primary's traffic this canary takes now: 0 until its smoke test passes, or after
+        # a rollback (proxy/codeploy/rollout.py); the configured weight at once when there is no smoke test.
+        canary = settings.canary
+        self.traffic_weight = canary.weight if canary is not None and canary.smoke is None else 0.0
         key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
         # Sent upstream instead of whatever the client sent; never logged, never in a response.
         self.authorization: str | None = f"Bearer {key}" if key else None
         self.clock = clock
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def add_backend(self, backend: Backend) -> None:
+        """For servers Warden starts itself (co-deploy); the balancer is rebuilt so a hash ring includes it."""
+        self.backends.append(backend)
+        self.balancer = make_balancer(self.settings.balancer, self.backends, self.settings.affinity.virtual_nodes,
+                                      self.rng)
+
+    def pick_version(self) -> Group:
+        """The canary split: each canary takes its share while it has a backend to serve it; the rest stay here."""
+        if not self.canaries:
+            return self
+        roll = self.rng.random() * 100.0
+        for canary in self.canaries:
+            if roll < canary.traffic_weight:
+                return canary if canary.healthy_count else self
+            roll -= canary.traffic_weight
+        return self
 
     def matches(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, p) for p in self.patterns)
@@ -151,8 +176,12 @@ class UpstreamPool:
 
     def __init__(self, groups: list[Group]) -> None:
         self.groups = groups
+        by_name = {g.name: g for g in groups}
+        for group in groups:
+            if group.canary_of is not None:
+                by_name[group.canary_of].canaries.append(group)
         wildcard = [g for g in groups if "*" in g.patterns]
-        self.default_group = wildcard[0] if wildcard else groups[0]
+        self.default_group = wildcard[0] if wildcard else next((g for g in groups if not g.canary_of), groups[0])
 
     @classmethod
     def from_settings(cls, settings: list[GroupSettings], rng: random.Random | None = None) -> UpstreamPool:

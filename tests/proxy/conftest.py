@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -11,7 +9,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
 from proxy.server import start_runner
@@ -79,27 +76,7 @@ async def make_proxy() -> AsyncIterator[ProxyFactory]:
         yield make
 
 
-@pytest.fixture(scope="session")
-def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One chDB engine per test session (a process may host only one), shared by every telemetry test."""
-    return os.path.realpath(tmp_path_factory.mktemp("chdb"))
-
-
-@pytest.fixture(scope="session")
-def chdb_client(chdb_dir: str) -> Iterator[Client]:
-    """Held open for the session, which keeps the engine up between tests."""
-    import clickhouse_connect
-
-    client = clickhouse_connect.get_client(interface="chdb", path=chdb_dir)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def db(chdb_client: Client) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name
-    chdb_client.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")
+# chdb_dir, chdb_client and db live in tests/conftest.py: every package that writes telemetry shares them.
 
 
 @pytest.fixture

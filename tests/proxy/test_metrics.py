@@ -27,9 +27,13 @@ async def test_metrics_after_traffic(make_upstream: UpstreamFactory, make_proxy:
         assert resp.status == 200
         got = samples(await resp.text())
     route = "/v1/chat/completions"
-    assert got[("warden_requests_total", (("model", "m1"), ("route", route), ("status", "200")))] == 3
-    assert got[("warden_requests_total", (("model", ""), ("route", route), ("status", "400")))] == 1
-    assert got[("warden_request_duration_seconds_count", (("route", route),))] == 4
+    anon = ("tenant", "anonymous")
+    assert got[("warden_requests_total", (("model", "m1"), ("route", route), ("status", "200"), anon))] == 3
+    assert got[("warden_requests_total", (("model", ""), ("route", route), ("status", "400"), anon))] == 1
+    assert got[("warden_request_duration_seconds_count", (("model", "m1"), ("route", route), anon))] == 3
+    assert got[("warden_request_duration_seconds_count", (("model", ""), ("route", route), anon))] == 1
+    assert got[("warden_prompt_tokens_total", (("model", "m1"), anon))] == 3  # the fake reports 1 token each
+    assert got[("warden_completion_tokens_total", (("model", "m1"), anon))] == 3
     assert got[("warden_time_to_first_byte_seconds_count", (("route", route),))] == 3
     assert got[("warden_proxy_overhead_seconds_count", (("route", route),))] == 3
     assert got[("warden_upstream_queue_wait_seconds_count", (("group", "main"),))] == 3
@@ -38,6 +42,22 @@ async def test_metrics_after_traffic(make_upstream: UpstreamFactory, make_proxy:
     assert got[("warden_upstream_outstanding", backend)] == 0
     assert got[("warden_upstream_ejections_total", backend)] == 0
     assert got[("warden_in_flight_requests", ())] == 1  # the scrape itself
+
+
+async def test_stream_pace(make_upstream: UpstreamFactory, make_proxy: ProxyFactory,
+                           http: aiohttp.ClientSession) -> None:
+    up = await make_upstream()
+    up.script.chunk_delay_s = 0.02
+    proxy = await make_proxy(proxy_config([up.url]))
+    body = {"model": "m1", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with http.post(proxy.url + "/v1/chat/completions", json=body) as r:
+        await r.read()
+    labels = {"model": "m1", "tenant": "anonymous"}
+    assert proxy.metric("warden_time_to_first_token_seconds_count", labels) == 1
+    assert proxy.metric("warden_inter_token_latency_seconds_count", labels) == 1
+    # Five 20 ms gaps spread over at most six chunks: the mean gap is near 20 ms, not the whole stream.
+    mean_gap = proxy.metric("warden_inter_token_latency_seconds_sum", labels)
+    assert 0.01 < mean_gap < 0.08
 
 
 def test_model_label_is_bounded() -> None:

@@ -55,7 +55,8 @@ async def test_request_with_a_secret_is_blocked_before_it_leaves(make_upstream: 
             await openai.chat.completions.create(model="m", messages=messages(f"my key is {KEY}"))
     assert info.value.code == "content_policy_violation"
     assert up.requests == []
-    labels = {"detector": "secrets", "label": "AWS_ACCESS_KEY", "action": "block", "direction": "request"}
+    labels = {"detector": "secrets", "label": "AWS_ACCESS_KEY", "action": "block", "direction": "request",
+              "tenant": "anonymous"}
     assert proxy.metric("warden_detections_total", labels) == 1
 
 
@@ -124,7 +125,8 @@ async def test_audit_mode_changes_nothing_and_records_afterwards(make_upstream: 
         stream = await openai.chat.completions.create(model="m", messages=messages(f"key {KEY}"), stream=True)
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == ANSWER
-    labels = {"detector": "secrets", "label": "CANARY", "action": "block", "direction": "response"}
+    labels = {"detector": "secrets", "label": "CANARY", "action": "block", "direction": "response",
+              "tenant": "anonymous"}
     for _ in range(100):
         if proxy.metric("warden_detections_total", labels):
             break
@@ -173,5 +175,22 @@ async def test_output_reciting_the_system_prompt_is_blocked(make_upstream: Upstr
         fine = await openai.chat.completions.create(model="m", messages=[{"role": "system", "content": system},
                                                                           {"role": "user", "content": "hi"}])
         assert fine.choices[0].finish_reason == "stop"
-    flagged = {"detector": "injection", "label": "PROMPT_INJECTION", "action": "flag", "direction": "request"}
+    flagged = {"detector": "injection", "label": "PROMPT_INJECTION", "action": "flag", "direction": "request",
+               "tenant": "anonymous"}
     assert proxy.metric("warden_detections_total", flagged) >= 1
+
+
+async def test_routes_the_detectors_cannot_read_pass_counted_or_are_refused(make_upstream: UpstreamFactory,
+                                                                          make_proxy: ProxyFactory) -> None:
+    up = await make_upstream()
+    passing = await make_proxy(policy_config(up, "block"))
+    strict_config = policy_config(up, "block")
+    strict_config["policy"]["other_routes"] = "block"
+    strict = await make_proxy(strict_config)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(passing.url + "/v1/responses", json={"model": "m", "input": CANARY}) as resp:
+            assert resp.status == 200
+        async with http.post(strict.url + "/v1/responses", json={"model": "m", "input": CANARY}) as resp:
+            assert resp.status == 400 and (await resp.json())["error"]["code"] == "unscanned_route"
+    assert passing.metric("warden_policy_unscanned_total", {"reason": "route"}) == 1
+    assert len(up.requests) == 1

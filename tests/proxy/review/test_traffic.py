@@ -90,9 +90,8 @@ async def test_blocked_requests_are_sampled_with_their_findings_cut_out(
     proxy = await make_proxy(config)
     service = service_of(proxy)
     payload = {"model": "m", "messages": [{"role": "user", "content": f"leak {CANARY} please"}]}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + "/v1/chat/completions", json=payload) as resp:
-            assert resp.status == 400
+    async with aiohttp.ClientSession() as http, http.post(proxy.url + "/v1/chat/completions", json=payload) as resp:
+        assert resp.status == 400
     assert upstream.requests == []
 
     async def kept() -> bool:
@@ -103,3 +102,36 @@ async def test_blocked_requests_are_sampled_with_their_findings_cut_out(
     assert row["stratum"] == "blocked" and row["verdict"] == "block" and row["probability"] == 1.0
     assert CANARY not in row["prompt"] and "leak" in row["prompt"] and row["output"] == ""
     assert row["findings"][0]["direction"] == "request"
+
+
+async def test_a_finding_just_under_its_threshold_is_sampled_as_near(
+        make_upstream: UpstreamFactory, make_proxy: ProxyFactory, tmp_path: Path,
+        reviewer_config: list[dict[str, Any]]) -> None:
+    upstream = await make_upstream()
+    upstream.script.content = f"here is {CANARY}"
+    config = review_config(upstream.url, tmp_path / "r.sqlite3", reviewer_config,
+                           rates=[{"tenants": ["*"], "models": ["m"], "rate": 0.0}])
+    config["detectors"] = [{"name": "secrets", "type": "patterns", "canaries": [CANARY]}]
+    # The rule blocks secrets for another tenant only: this one's finding is allowed, yet sits at the
+    # rule's threshold (near ignores who asked), so it is reviewed as a near miss.
+    config["policy"] = {"rules": [{"detector": "secrets", "action": "block", "threshold": 0.95,
+                                   "tenants": ["someone-else"]}]}
+    proxy = await make_proxy(config)
+    service = service_of(proxy)
+    async with aiohttp.ClientSession() as http:
+        payload = {"model": "m", "messages": [{"role": "user", "content": "say something"}]}
+        lineage = {"X-Prompt-Template-Id": "support-bot", "X-Prompt-Template-Version": "12"}
+        async with http.post(proxy.url + "/v1/chat/completions", json=payload, headers=lineage) as resp:
+            assert CANARY in await resp.text()  # allowed for this tenant
+        upstream.script.content = "nothing to see"
+        await chat(http, proxy, stream=False)  # no finding: uniform stratum, rate 0
+
+    async def kept() -> bool:
+        return len(await service.store.export()) == 1
+
+    await wait_for(kept)
+    await asyncio.sleep(0.1)
+    (row,) = await service.store.export()
+    assert row["stratum"] == "near" and row["verdict"] == "allow"
+    assert row["findings"][0]["action"] == "allow" and row["findings"][0]["detector"] == "secrets"
+    assert (row["template_id"], row["template_version"]) == ("support-bot", "12")  # lineage from headers
