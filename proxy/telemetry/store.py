@@ -130,6 +130,13 @@ class ChdbStore:
             self._executor.shutdown(wait=False)
 
 
+# The embedded engine runs inside the proxy with a server's pool sizes; telemetry's few inserts a
+# second need a handful of merge threads, not 16. (Its global pool still grows by ~128 idle
+# threads when old parts are first cleaned, minutes into a run: chDB 4.4 does not apply
+# max_thread_pool_free_size or max_parts_cleaning_thread_pool_size given here. docs/reliability.md)
+EMBEDDED_ENGINE_POOLS = (("background_pool_size", 4),)
+
+
 def _open_chdb(path: Path, database: str | None) -> Client:
     _load_client_library()
     import clickhouse_connect
@@ -137,7 +144,8 @@ def _open_chdb(path: Path, database: str | None) -> Client:
 
     path.mkdir(parents=True, exist_ok=True)
     try:
-        return clickhouse_connect.get_client(interface="chdb", path=str(path), database=database)
+        return clickhouse_connect.get_client(interface="chdb", path=str(path), database=database,
+                                             chdb_options=dict(EMBEDDED_ENGINE_POOLS))
     except ClickHouseError as exc:
         if "EmbeddedServer" in str(exc):
             raise StoreError(
