@@ -174,20 +174,14 @@ class Relay:
         transform: TransformFactory | None = None,
     ) -> web.StreamResponse:
         try:
-            return await self._forward(request, exchange, group, body, key, transform)
+            return await self._attempts(request, exchange, group, body, key, transform)
         finally:
             for tap in exchange.taps:
                 tap.end(exchange.complete)
 
-    async def _forward(
-        self,
-        request: web.Request,
-        exchange: Exchange,
-        group: Group,
-        body: bytes,
-        key: str | None,
-        transform: TransformFactory | None,
-    ) -> web.StreamResponse:
+    async def _attempts(self, request: web.Request, exchange: Exchange, group: Group, body: bytes, key: str | None,
+                        transform: TransformFactory | None) -> web.StreamResponse:
+        """The first attempt, and one retry elsewhere when it failed before any byte went out."""
         tried: list[Backend] = []
         last: WardenError | None = None
         for attempt in range(2):

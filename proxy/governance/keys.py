@@ -142,30 +142,20 @@ class KeysFile:
     def rotate(self, key_id: str) -> tuple[str, StoredKey]:
         """A new secret under the same id and tenant; the old secret stops working at once."""
         key = compose(key_id)
-        found: list[StoredKey] = []
-
-        def change(keys: list[StoredKey]) -> list[StoredKey]:
-            out = []
-            for k in keys:
-                if k.id == key_id and k.active:
-                    k = replace(k, sha256=digest(key), created_at=time.time())
-                    found.append(k)
-                out.append(k)
-            return out
-
-        self.update(change)
-        if not found:
-            raise KeyError(key_id)
-        return key, found[0]
+        return key, self._change_active(key_id, sha256=digest(key), created_at=time.time())
 
     def revoke(self, key_id: str) -> StoredKey:
+        return self._change_active(key_id, revoked_at=time.time())
+
+    def _change_active(self, key_id: str, **fields: Any) -> StoredKey:
+        """Replace fields of the active key `key_id` under the lock; KeyError when there is none."""
         found: list[StoredKey] = []
 
         def change(keys: list[StoredKey]) -> list[StoredKey]:
             out = []
             for k in keys:
                 if k.id == key_id and k.active:
-                    k = replace(k, revoked_at=time.time())
+                    k = replace(k, **fields)
                     found.append(k)
                 out.append(k)
             return out

@@ -30,12 +30,16 @@ class LeastOutstanding:
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
 
+    @staticmethod
+    def score(backend: Backend) -> float:
+        return backend.load
+
     def pick(self, candidates: Sequence[Backend], key: str | None = None) -> Backend | None:
         free = _free(candidates)
         if len(free) <= 1:
             return free[0] if free else None
         a, b = self._rng.sample(free, 2)
-        return b if b.load < a.load else a
+        return b if self.score(b) < self.score(a) else a
 
 
 def reported_load(backend: Backend) -> float:
@@ -43,22 +47,14 @@ def reported_load(backend: Backend) -> float:
     return (max(backend.outstanding, backend.reported_running) + backend.reported_pressure) / backend.weight
 
 
-class LeastLoaded:
+class LeastLoaded(LeastOutstanding):
     """Power of two choices on the load the servers report (llm-d's queue and KV-cache scorers, simplified).
 
     Two random candidates rather than the global minimum: the signals lag by a scrape interval,
     and every request piling onto the one backend that looked idle is the herd this avoids.
     """
 
-    def __init__(self, rng: random.Random | None = None) -> None:
-        self._rng = rng or random.Random()
-
-    def pick(self, candidates: Sequence[Backend], key: str | None = None) -> Backend | None:
-        free = _free(candidates)
-        if len(free) <= 1:
-            return free[0] if free else None
-        a, b = self._rng.sample(free, 2)
-        return b if reported_load(b) < reported_load(a) else a
+    score = staticmethod(reported_load)
 
 
 class RoundRobin:
