@@ -50,7 +50,13 @@ FP32_TOLERANCE = 1e-4  # "identical to ~1e-5": batched-with-padding vs unpadded 
 # --- client side: runs in spawned worker processes, which import neither torch nor transformers ---
 
 def client_job(job: dict[str, Any]) -> dict[str, Any]:
-    return asyncio.run(_client_job(**job))
+    """On uvloop when installed, as proxy workers run by default."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_client_job(**job))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_client_job(**job))
 
 
 async def _client_job(address: str, task: str, texts: list[str], concurrency: int, t0: float, seconds: float,

