@@ -60,7 +60,8 @@ def client_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _client_job(address: str, task: str, texts: list[str], concurrency: int, t0: float, seconds: float,
-                      rate: float | None, phase: float, offset: int, op: str, timeout_s: float) -> dict[str, Any]:
+                      rate: float | None, phase: float, offset: int, op: str, timeout_s: float,
+                      coalesce: bool = True) -> dict[str, Any]:
     """Closed loop (`concurrency` callers back to back) or open loop (`rate` sends/s on a fixed schedule).
 
     Closed loop: callers start until t0+seconds, and every started call is waited for, so texts/s is
@@ -69,7 +70,7 @@ async def _client_job(address: str, task: str, texts: list[str], concurrency: in
     """
     from detectors.runtime.client import ScannerClient, ScannerError
 
-    client = ScannerClient(address, call_timeout_s=timeout_s)
+    client = ScannerClient(address, call_timeout_s=timeout_s, coalesce=coalesce)
     await client.ping()
     lat: list[float] = []
     errors = 0

@@ -2,6 +2,12 @@
 
 When the connection drops (the scanner crashed or restarts) every pending call fails at once
 with `ScannerUnavailable`, rather than waiting out its timeout; the next call reconnects.
+
+Scans for the same task and priority made in the same event-loop turn are coalesced into one
+frame and split back per caller. The scanner pays tens of microseconds of Python per frame
+(decode, validate, reply), which capped it near 4,500 single-text scans/s on an H200 whose
+model did 17,000 texts/s; one frame per loop turn makes that cost per burst, not per text,
+and adds no wait: the frame leaves on the very next turn.
 """
 
 from __future__ import annotations
@@ -10,13 +16,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
 from detectors.runtime.protocol import (
+    MAX_TEXTS_PER_CALL,
     FrameError,
     MetricsRequest,
     PingRequest,
@@ -60,17 +67,43 @@ class ScanResult:
     vectors: np.ndarray[Any, Any] | None = None
     spans: list[list[Span]] | None = None
 
+    def rows(self, start: int, stop: int) -> ScanResult:
+        """The results of texts[start:stop] of the call that produced this one."""
+        return ScanResult(labels=self.labels,
+                          scores=None if self.scores is None else self.scores[start:stop],
+                          vectors=None if self.vectors is None else self.vectors[start:stop],
+                          spans=None if self.spans is None else self.spans[start:stop])
+
+
+@dataclass(slots=True)
+class _Waiter:
+    texts: list[str]
+    future: asyncio.Future[ScanResult]
+    timeout_s: float
+
+
+@dataclass(slots=True)
+class _Pack:
+    """Scans for one task and priority waiting for the next loop turn."""
+
+    waiters: list[_Waiter] = field(default_factory=list)
+    size: int = 0
+
 
 class ScannerClient:
-    def __init__(self, address: str, call_timeout_s: float = 5.0, connect_timeout_s: float = 1.0) -> None:
+    def __init__(self, address: str, call_timeout_s: float = 5.0, connect_timeout_s: float = 1.0,
+                 coalesce: bool = True) -> None:
         self.address = address
         self.call_timeout_s = call_timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.coalesce = coalesce
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
+        self._packs: dict[tuple[str, Priority], _Pack] = {}
+        self._senders: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -153,6 +186,60 @@ class ScannerClient:
                    timeout_s: float | None = None) -> ScanResult:
         if not texts:
             return ScanResult(labels=[], scores=np.zeros((0, 0), dtype=np.float32), vectors=None, spans=[])
+        timeout = timeout_s or self.call_timeout_s
+        if not self.coalesce or len(texts) >= MAX_TEXTS_PER_CALL:
+            return await self._scan_frame(task, texts, priority, timeout)
+        key = (task, priority)
+        loop = asyncio.get_running_loop()
+        pack = self._packs.get(key)
+        if pack is None or pack.size + len(texts) > MAX_TEXTS_PER_CALL:
+            if pack is not None:
+                self._send_pack(key, pack)
+            pack = self._packs[key] = _Pack()
+            loop.call_soon(self._flush, key, pack)
+        waiter = _Waiter(texts, loop.create_future(), timeout)
+        pack.waiters.append(waiter)
+        pack.size += len(texts)
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter.future
+        except TimeoutError:
+            raise ScannerTimeout(f"scanner did not answer within {timeout:g}s") from None
+
+    def _flush(self, key: tuple[str, Priority], pack: _Pack) -> None:
+        if self._packs.get(key) is pack:
+            self._send_pack(key, pack)
+
+    def _send_pack(self, key: tuple[str, Priority], pack: _Pack) -> None:
+        del self._packs[key]
+        sender = asyncio.create_task(self._send(key, pack.waiters), name="scanner-client-pack")
+        self._senders.add(sender)
+        sender.add_done_callback(self._senders.discard)
+
+    async def _send(self, key: tuple[str, Priority], waiters: list[_Waiter]) -> None:
+        """One frame for every caller still waiting; each gets its own rows, or the frame's error."""
+        waiters = [w for w in waiters if not w.future.done()]  # callers that gave up cost no compute
+        if not waiters:
+            return
+        texts = [text for w in waiters for text in w.texts]
+        try:
+            result = await self._scan_frame(key[0], texts, key[1], max(w.timeout_s for w in waiters))
+        except BaseException as exc:  # every waiter hears of it; only cancellation goes further
+            error = (exc if isinstance(exc, ScannerError) else ScannerUnavailable("client closed")
+                     if isinstance(exc, asyncio.CancelledError) else ScanFailed(f"{type(exc).__name__}: {exc}"))
+            for w in waiters:
+                if not w.future.done():
+                    w.future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        start = 0
+        for w in waiters:
+            if not w.future.done():
+                w.future.set_result(result.rows(start, start + len(w.texts)))
+            start += len(w.texts)
+
+    async def _scan_frame(self, task: str, texts: list[str], priority: Priority, timeout_s: float) -> ScanResult:
         reply = await self._call(ScanRequest(id=next(self._ids), task=task, texts=texts, priority=priority), timeout_s)
         if reply.vectors is not None and reply.dim:
             return ScanResult(labels=[], vectors=unpack_vectors(reply.vectors, reply.dim))
@@ -170,4 +257,12 @@ class ScannerClient:
         return reply.text or ""
 
     async def close(self) -> None:
+        for pack in self._packs.values():
+            for waiter in pack.waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(ScannerUnavailable("client closed"))
+        self._packs.clear()
+        for sender in list(self._senders):
+            sender.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
         await self._drop(ScannerUnavailable("client closed"))

@@ -8,6 +8,7 @@ pass of batch N.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from pathlib import Path
@@ -59,10 +60,38 @@ class HFRunner:
         self.dim = int(getattr(config, "hidden_size", 0)) if self.output == "vectors" else None
         self.pad_id = int(tokenizer.pad_token_id or 0)
         self._wants_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
+        self._rust = self._rust_tokenizer()
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
+    def _rust_tokenizer(self) -> Any:
+        """The fast tokenizer's Rust core with truncation set, when it encodes exactly as the wrapper does.
+
+        transformers' wrapper costs more Python per batch than the encoding itself (about 1.4x on
+        128-token texts, measured) and holds the GIL while it builds its outputs, which the device
+        thread needs; the core releases it and encodes a batch on several threads. A probe checks
+        that both give the same ids, else the wrapper stays.
+        """
+        core = getattr(self.tokenizer, "backend_tokenizer", None) if getattr(self.tokenizer, "is_fast", False) else None
+        if core is None:
+            return None
+        core = copy.deepcopy(core)  # its own truncation: the wrapper's object is left as loaded
+        core.enable_truncation(self.settings.max_length)
+        core.no_padding()
+        probe = ["Hello, World! ünïcode 東京 tokens, " * 64, "a", ""]
+        if [e.ids for e in core.encode_batch(probe)] != self._wrapper_ids(probe):
+            log.warning("task %r: the Rust tokenizer disagrees with transformers' on a probe; using the slower wrapper",
+                        self.task)
+            return None
+        return core
+
+    def _wrapper_ids(self, texts: list[str]) -> list[list[int]]:
         encoded = self.tokenizer(texts, truncation=True, max_length=self.settings.max_length)
         return [list(ids) for ids in encoded["input_ids"]]
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        if self._rust is None:
+            return self._wrapper_ids(texts)
+        encode = getattr(self._rust, "encode_batch_fast", self._rust.encode_batch)  # fast: no offsets
+        return [e.ids for e in encode(texts)]
 
     def collate(self, ids: list[list[int]]) -> Batch:
         width = max(len(row) for row in ids)

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None, prog: str = "warden scanner") -> int:
     # OpenMP's busy-wait makes a forward pass several times slower when the cores are shared (as on a
     # sidecar host); measured in bench/scanner.py. Set before torch loads; the environment still wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The tokenizer's Rust core may use several threads for a batch: this process never forks after
+    # loading it, which is the case that variable guards against.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     try:
         settings = _settings(args)
     except (ValidationError, OSError, yaml.YAMLError) as exc:

@@ -1,0 +1,130 @@
+"""The scanner process's own ceiling: single-text scans/s when the model costs nothing.
+
+A benchmark, not a test. The real scanner server (`detectors.runtime.process.serve`, its batcher,
+socket and protocol) runs in its own process with a null model whose forward pass returns zeros,
+so what is left is what every scan pays around the model: framing, validation, futures, replies.
+Proxy-like callers (ScannerClient, one text per call, in separate processes) drive it closed-loop,
+with the client's coalescing off (one frame per call) and on (one frame per loop turn), in the
+same run, alternated over rounds. On the H200 run of 2026-11-28 the end-to-end runtime stopped
+near 4,500 texts/s for both models while the classifier alone did 16,900: this is that ceiling.
+
+    .venv/bin/python bench/scanner_ipc.py [--rounds 3] [--seconds 4] [--concurrency 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # the package first: bench/detectors.py must not shadow it
+
+import numpy as np  # noqa: E402
+
+
+class NullRunner:
+    """Tokenises to one id per word and scores zeros: a model that takes no time."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings, self.task, self.kind, self.output = settings, settings.task, "classifier", "scores"
+        self.labels, self.dim, self.device, self.dtype, self.version = [f"l{i}" for i in range(6)], None, "cpu", \
+            "float32", "null"
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        return [[1] * min(len(t.split()) + 2, 128) for t in texts]
+
+    def collate(self, ids: list[list[int]]) -> list[list[int]]:
+        return ids
+
+    def forward(self, batch: list[list[int]]) -> Any:
+        return np.zeros((len(batch), 6), np.float32)
+
+
+def scanner_main(socket: str) -> None:
+    from detectors.runtime.process import _loop_factory, serve
+    from detectors.runtime.settings import ModelSettings, ScannerSettings
+
+    model = ModelSettings(task="toxicity", kind="classifier", path="/null", device="cpu", max_batch=256,
+                          max_wait_ms=5, queue_size=65536)
+    settings = ScannerSettings(socket=socket, models=[model])
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(serve(settings, {"toxicity": NullRunner(model)}))
+
+
+def one_load(pool: ProcessPoolExecutor, procs: int, pid: int, socket: str, args: argparse.Namespace,
+             coalesce: bool) -> dict[str, float]:
+    import scanner as bench
+    import scanner_models as sm
+
+    texts = [f"a short prompt to scan, number {i}" for i in range(1000)]
+    t0 = time.monotonic() + 0.5
+    cpu0 = sm.proc_cpu_s(pid)
+    jobs = [{"address": f"unix://{socket}", "task": "toxicity", "texts": texts, "t0": t0, "seconds": args.seconds,
+             "rate": None, "phase": 0.0, "offset": i * 7919, "op": "scan", "timeout_s": 60.0,
+             "concurrency": args.concurrency // procs, "coalesce": coalesce} for i in range(procs)]
+    results = list(pool.map(bench.client_job, jobs))
+    n = sum(len(r["lat"]) for r in results)
+    elapsed = max(r["done"] for r in results) - t0
+    lat = sorted(x for r in results for x in r["lat"])
+    scanner_cpu = sm.proc_cpu_s(pid) - cpu0
+    return {"scans_per_s": round(n / elapsed, 1), "scanner_us_per_scan": round(1e6 * scanner_cpu / n, 1),
+            "client_us_per_scan": round(1e6 * sum(r["cpu_s"] for r in results) / n, 1),
+            "p50_ms": round(1e3 * lat[len(lat) // 2], 2), "errors": sum(r["errors"] for r in results)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--client-procs", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)))
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "scanner_ipc.json")
+    args = parser.parse_args()
+    ctx = get_context("spawn")
+    socket = str(Path(tempfile.mkdtemp(prefix="warden-ipc-")) / "scanner.sock")
+    server = ctx.Process(target=scanner_main, args=(socket,), daemon=True)
+    server.start()
+    while not os.path.exists(socket):
+        time.sleep(0.05)
+    rows: dict[str, list[dict[str, float]]] = {"one frame per call": [], "coalesced": []}
+    try:
+        with ProcessPoolExecutor(args.client_procs, mp_context=ctx) as pool:
+            one_load(pool, args.client_procs, server.pid or 0, socket, args, True)  # warm-up
+            for r in range(args.rounds):
+                for name, coalesce in (("one frame per call", False), ("coalesced", True)):
+                    rows[name].append(one_load(pool, args.client_procs, server.pid or 0, socket, args, coalesce))
+                print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]['scans_per_s']:,.0f}/s" for k, v in rows.items()),
+                      flush=True)
+    finally:
+        server.terminate()
+        server.join()
+    print(f"\nnull model, c={args.concurrency}, {args.client_procs} client processes, {os.cpu_count()} CPUs "
+          f"(median of {args.rounds} rounds)")
+    summary = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in rows.items()}
+    for name, s in summary.items():
+        print(f"  {name:20} {s['scans_per_s']:>10,.0f} scans/s  scanner {s['scanner_us_per_scan']:>6.1f} us/scan  "
+              f"client {s['client_us_per_scan']:>6.1f} us/scan  p50 {s['p50_ms']:.1f} ms  errors {s['errors']:.0f}")
+    ratios = [c["scans_per_s"] / o["scans_per_s"] for c, o in zip(rows["coalesced"], rows["one frame per call"],
+                                                                   strict=True)]
+    print(f"  coalesced / one frame per call: {statistics.median(ratios):.2f}x (rounds "
+          f"{[round(x, 2) for x in ratios]})")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"cpus": os.cpu_count(), "settings": {k: str(v) for k, v in vars(args).items()},
+                                     "rounds": rows, "summary": summary, "ratio_median": statistics.median(ratios)},
+                                    indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
