@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from drift.classifier import domain_classifier, principal_axes
+from drift.classifier import ClassifierResult, domain_classifier, principal_axes
 from drift.config import StatsConfig
 from drift.kernel import PermutationResult, permutation_tests
-from drift.ks import benjamini_hochberg, ks_columns
+from drift.ks import ColumnKS, benjamini_hochberg, ks_columns
 from drift.scalars import compare_scalar
 
 Array = np.ndarray[Any, Any]
@@ -45,63 +45,82 @@ class Comparison:
     votes: int
     drifted: bool
     elapsed_s: float
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: prepare, permutation, classifier, ks
+    backend: str = "numpy"  # or "torch:<device>": which path computed the embedding statistics
 
 
 def _fires(p: float, value: float, floor: float, alpha: float) -> bool:
     return p < alpha and value >= floor
 
 
-def kernel_tests(x: Array, y: Array, config: StatsConfig, rng: np.random.Generator) -> PermutationResult:
-    """The numpy path, or torch when asked for (cuda) or allowed (auto) and a GPU is there."""
-    if config.device != "cpu":
-        from drift.torch_kernel import cuda_available, permutation_tests_torch
+def resolve_torch_device(config: StatsConfig) -> str | None:
+    """The torch device a window runs on: cuda when asked for (cuda) or allowed (auto) and a GPU is there; None
+    for the numpy path."""
+    if config.device == "cpu":
+        return None
+    from drift.torch_kernel import cuda_available
 
-        if config.device == "cuda" or cuda_available():
-            return permutation_tests_torch(x, y, config.permutations, rng, device="cuda")
-    return permutation_tests(x, y, config.permutations, rng)
+    return "cuda" if config.device == "cuda" or cuda_available() else None
 
 
-def compare(reference: Sample, current: Sample, config: StatsConfig, seed: int | None = None) -> Comparison:
+@dataclass(frozen=True)
+class _Embedding:
+    kernel: PermutationResult
+    classifier: ClassifierResult | None
+    ks: ColumnKS | None
+
+
+def compare(reference: Sample, current: Sample, config: StatsConfig, seed: int | None = None, *,
+            torch_device: str | None = None) -> Comparison:
     """Every statistic of `current` against `reference`; seeded, so the same windows give the same answer.
 
     BLAS runs on `config.threads` threads: on small matrices, or on cores shared with an event
     loop, OpenBLAS's worker threads cost more than they give (measured 20x slower on 200 rows).
+    With no limit asked for, threadpoolctl is not entered at all: it scans the loaded libraries on
+    every call, ~2 ms, a tenth of a GPU window. `torch_device` runs the embedding statistics on
+    that torch device whatever `config.device` says: the tests and the bench run the torch code
+    on "cpu" to hold it to the numpy path.
     """
+    device = torch_device or resolve_torch_device(config)
+    if config.threads is None:
+        return _compare(reference, current, config, seed, device)
     with threadpool_limits(limits=config.threads):
-        return _compare(reference, current, config, seed)
+        return _compare(reference, current, config, seed, device)
 
 
-def _compare(reference: Sample, current: Sample, config: StatsConfig, seed: int | None) -> Comparison:
+def _compare(reference: Sample, current: Sample, config: StatsConfig, seed: int | None,
+             device: str | None) -> Comparison:
     started = time.perf_counter()
     if len(reference) < 5 or len(current) < 5:
         raise ValueError("each side needs at least 5 embeddings")
     rng = np.random.default_rng(config.seed if seed is None else seed)
     x = np.asarray(reference.embeddings, dtype=np.float32)
     y = np.asarray(current.embeddings, dtype=np.float32)
-    if config.pca_dims:
-        mean, axes = principal_axes(x, config.pca_dims, rng)
-        x, y = (x - mean) @ axes.T, (y - mean) @ axes.T
+    timings: dict[str, float] = {}
+    if device is None:
+        emb = _embedding_numpy(x, y, config, rng, timings)
+    else:
+        emb = _embedding_torch(x, y, config, rng, device, timings)
     alpha = config.alpha
     stats: list[Statistic] = []
-    kernel = kernel_tests(x, y, config, rng)
+    kernel = emb.kernel
     stats.append(Statistic("mmd", kernel.mmd2, config.mmd_min, kernel.mmd_p,
                            _fires(kernel.mmd_p, kernel.mmd2, config.mmd_min, alpha),
                            {"bandwidth": f"{kernel.bandwidth:.6g}", "permutations": str(config.permutations)}))
     stats.append(Statistic("centroid", kernel.centroid_distance, config.centroid_min, kernel.centroid_p,
                            _fires(kernel.centroid_p, kernel.centroid_distance, config.centroid_min, alpha)))
-    if config.classifier:
-        clf = domain_classifier(x, y, rng, config.classifier_folds, config.classifier_pca_dims, config.classifier_c)
+    if emb.classifier is not None:
+        clf = emb.classifier
         stats.append(Statistic("classifier_auc", clf.auc, config.auc_min, clf.p_value,
                                _fires(clf.p_value, clf.auc, config.auc_min, alpha),
                                {"folds": str(clf.folds), "dims": str(clf.dims)}))
-    if config.ks:
-        ks = ks_columns(x, y)
-        q = benjamini_hochberg(ks.p_value)
+    if emb.ks is not None:
+        q = benjamini_hochberg(emb.ks.p_value)
         share = float(np.mean(q <= alpha))
         simes = float(q.min())
         stats.append(Statistic("ks_dims", share, config.ks_share_min, simes,
                                _fires(simes, share, config.ks_share_min, alpha),
-                               {"dims": str(len(q)), "max_d": f"{float(ks.statistic.max()):.6g}"}))
+                               {"dims": str(len(q)), "max_d": f"{float(emb.ks.statistic.max()):.6g}"}))
     for name in sorted(set(reference.scalars) & set(current.scalars)):
         ref, cur = np.asarray(reference.scalars[name], float), np.asarray(current.scalars[name], float)
         ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]  # rows that did not carry this signal
@@ -113,4 +132,70 @@ def _compare(reference: Sample, current: Sample, config: StatsConfig, seed: int 
                                {"ks": f"{s.ks:.6g}", "reference_mean": f"{s.reference_mean:.6g}",
                                 "current_mean": f"{s.current_mean:.6g}"}))
     votes = sum(1 for s in stats if s.drifted and s.name in config.votes)
-    return Comparison(tuple(stats), votes, votes >= config.min_votes, time.perf_counter() - started)
+    return Comparison(tuple(stats), votes, votes >= config.min_votes, time.perf_counter() - started, timings,
+                      "numpy" if device is None else f"torch:{device}")
+
+
+class _Stopwatch:
+    """Adds the seconds since the last lap to `timings[name]`: each statistic's share of a window."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+        self.last = now
+
+
+def _embedding_numpy(x: Array, y: Array, config: StatsConfig, rng: np.random.Generator,
+                     timings: dict[str, float]) -> _Embedding:
+    watch = _Stopwatch(timings)
+    if config.pca_dims:
+        mean, axes = principal_axes(x, config.pca_dims, rng)
+        x, y = (x - mean) @ axes.T, (y - mean) @ axes.T
+    watch.lap("prepare")
+    kernel = permutation_tests(x, y, config.permutations, rng)
+    watch.lap("permutation")
+    clf = None
+    if config.classifier:
+        clf = domain_classifier(x, y, rng, config.classifier_folds, config.classifier_pca_dims, config.classifier_c)
+        watch.lap("classifier")
+    ks = None
+    if config.ks:
+        ks = ks_columns(x, y)
+        watch.lap("ks")
+    return _Embedding(kernel, clf, ks)
+
+
+def _embedding_torch(x: Array, y: Array, config: StatsConfig, rng: np.random.Generator, device: str,
+                     timings: dict[str, float]) -> _Embedding:
+    """The numpy path's statistics, in the same order (one generator feeds them all), on one upload of both
+    windows; every stage ends by copying its few numbers back, so each lap is the stage's device time."""
+    import torch
+
+    from drift.torch_classifier import domain_classifier_pooled, principal_axes_torch
+    from drift.torch_kernel import permutation_tests_pooled, pooled_tensor
+    from drift.torch_ks import ks_pooled
+
+    watch = _Stopwatch(timings)
+    n = len(x)
+    z = pooled_tensor(x, y, device)
+    if config.pca_dims:
+        with torch.no_grad():
+            mean, axes = principal_axes_torch(z[:n], config.pca_dims, rng)
+            z = (z - mean) @ axes.T
+    watch.lap("prepare")
+    kernel = permutation_tests_pooled(z, n, config.permutations, rng)
+    watch.lap("permutation")
+    clf = None
+    if config.classifier:
+        clf = domain_classifier_pooled(z, n, rng, config.classifier_folds, config.classifier_pca_dims,
+                                       config.classifier_c)
+        watch.lap("classifier")
+    ks = None
+    if config.ks:
+        ks = ks_pooled(z, n)
+        watch.lap("ks")
+    return _Embedding(kernel, clf, ks)

@@ -38,7 +38,7 @@ class StatsConfig:
     psi_bins: int = 10
     votes: tuple[str, ...] = EMBEDDING_STATISTICS
     min_votes: int = 2
-    device: Literal["cpu", "cuda", "auto"] = "cpu"  # cuda/auto: the torch path for the kernel work
+    device: Literal["cpu", "cuda", "auto"] = "cpu"  # cuda/auto: every embedding statistic in torch
     seed: int = 0
     threads: int | None = 1  # BLAS threads for one window; None: the library's default (all cores)
 

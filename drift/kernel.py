@@ -32,11 +32,25 @@ class PermutationResult:
     centroid_p: float
 
 
+def split_labels(n: int, m: int, permutations: int, rng: np.random.Generator) -> Array:
+    """(n+m) × (1+P) bool, True marks "reference": column 0 is the observed split (first n rows), the rest
+    seeded relabellings.
+
+    Shuffling row indices (int64) and marking those under n takes the same draws as shuffling the
+    0/1 rows themselves, so it gives the same splits, in half the time: numpy's shuffle has a fast
+    path for 8-byte items only. A GPU window gets these as bytes, a quarter of the float32 masks.
+    """
+    total = n + m
+    order = rng.permuted(np.broadcast_to(np.arange(total, dtype=np.int64), (permutations, total)), axis=1)
+    labels = np.empty((total, permutations + 1), dtype=bool)
+    labels[:, 0] = np.arange(total) < n
+    np.less(order.T, n, out=labels[:, 1:])
+    return labels
+
+
 def split_masks(n: int, m: int, permutations: int, rng: np.random.Generator) -> Array:
-    """(n+m) × (1+P) float32 of 0/1: column 0 is the observed split (first n rows), the rest seeded relabellings."""
-    base = np.concatenate([np.ones(n, np.float32), np.zeros(m, np.float32)])
-    shuffled = rng.permuted(np.broadcast_to(base, (permutations, n + m)), axis=1)
-    return np.ascontiguousarray(np.vstack([base, shuffled]).T)
+    """`split_labels` as float32 0/1 columns, the operand of the K·A product."""
+    return split_labels(n, m, permutations, rng).astype(np.float32)
 
 
 def median_bandwidth(sq_dist: Array, rng: np.random.Generator) -> float:

@@ -6,7 +6,8 @@ order-preserving 32-bit key, shifted left with the sample's label in the low bit
 (SIMD) integer sort orders the pooled values *and* carries the labels (an argsort is 4x
 slower). The statistic is exact: the ECDF difference is read only at the last of each run of
 equal values, as scipy does. p-values follow scipy's rules: exact for equal sizes (scipy's
-`_compute_prob_outside_square`), Smirnov's `kstwo` with n = round(n·m/(n+m)) otherwise.
+`_compute_prob_outside_square`), Smirnov's `kstwo` with n = round(n·m/(n+m)) otherwise, both
+computed over all columns at once (`drift.kolmogorov`: scipy's are Python per value).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import kstwo
+
+from drift.kolmogorov import kolmogorov_sf, prob_outside_square
 
 Array = np.ndarray[Any, Any]
 
@@ -57,29 +59,12 @@ def ks_columns(x: Array, y: Array, method: Literal["auto", "asymp"] = "auto") ->
 
 
 def ks_p_values(d: Array, n: int, m: int, method: Literal["auto", "asymp"] = "auto") -> Array:
-    """Two-sided p-values for KS statistics `d` of samples of sizes n and m."""
+    """Two-sided p-values for KS statistics `d` of samples of sizes n and m (arrays at once: `drift.kolmogorov`)."""
     d = np.asarray(d, dtype=np.float64)
     if method == "auto" and n == m:
-        h = np.round(d * n).astype(np.int64)
-        out = np.ones_like(d)
-        for value in np.unique(h[h > 0]):
-            out[h == value] = _prob_outside_square(n, int(value))
-        return np.asarray(np.clip(out, 0.0, 1.0))
+        return np.asarray(np.clip(prob_outside_square(n, np.round(d * n).astype(np.int64)), 0.0, 1.0))
     big, small = max(n, m), min(n, m)
-    en = np.round(big * small / (big + small))
-    unique, inverse = np.unique(d, return_inverse=True)  # scipy's kstwo is Python per value
-    return np.asarray(np.clip(np.asarray(kstwo.sf(unique, en))[inverse], 0.0, 1.0))
-
-
-def _prob_outside_square(n: int, h: int) -> float:
-    """P(max |F_x - F_y| >= h/n) for two samples of n: scipy's recurrence, its inner products as one array op."""
-    k = np.arange(n // h + 1, dtype=np.float64)[:, None]
-    j = np.arange(h, dtype=np.float64)[None, :]
-    terms = np.prod((n - k * h - j) / (n + k * h + j + 1), axis=1).tolist()
-    p = 0.0
-    for term in reversed(terms):
-        p = term * (1.0 - p)
-    return 2 * p
+    return kolmogorov_sf(int(np.round(big * small / (big + small))), d)
 
 
 def benjamini_hochberg(p_values: Array) -> Array:

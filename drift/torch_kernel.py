@@ -1,18 +1,22 @@
 """The kernel work of `drift.kernel` in torch, for a GPU: same splits, same statistics, same p-values.
 
-The permutation signs come from the same numpy generator as the CPU path, so a seeded window
+The permutation splits come from the same numpy generator as the CPU path, so a seeded window
 gives the same p-values on either (up to float32 rounding of the forms). torch is imported
 here only, and only when a config asks for `cuda` or `auto`: the proxy never pays its import
-otherwise.
+otherwise. The functions take a `device`, and "cpu" runs the same torch code without a GPU,
+which is how the tests hold it to the numpy path.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from drift.kernel import MEDIAN_POINTS, PermutationResult, cosine_distances, permutation_p, split_masks, split_mmd2
+from drift.kernel import MEDIAN_POINTS, PermutationResult, cosine_distances, permutation_p, split_labels, split_mmd2
+
+if TYPE_CHECKING:
+    import torch
 
 Array = np.ndarray[Any, Any]
 
@@ -25,19 +29,30 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def permutation_tests_torch(x: Array, y: Array, permutations: int, rng: np.random.Generator,
-                            device: str = "cuda") -> PermutationResult:
+def pooled_tensor(x: Array, y: Array, device: str) -> torch.Tensor:
+    """Both windows' rows, reference first, as one float32 tensor on `device`: one upload serves every statistic."""
     import torch
 
-    n, m = len(x), len(y)
-    masks_np = split_masks(n, m, permutations, rng)
-    total = n + m
+    return torch.from_numpy(np.ascontiguousarray(np.concatenate([x, y]), dtype=np.float32)).to(device)
+
+
+def permutation_tests_torch(x: Array, y: Array, permutations: int, rng: np.random.Generator,
+                            device: str = "cuda") -> PermutationResult:
+    return permutation_tests_pooled(pooled_tensor(x, y, device), len(x), permutations, rng)
+
+
+def permutation_tests_pooled(z: torch.Tensor, n: int, permutations: int, rng: np.random.Generator) -> PermutationResult:
+    """`drift.kernel.permutation_tests` on pooled rows `z` (the first `n` the reference), on z's device."""
+    import torch
+
+    total = z.shape[0]
+    m = total - n
+    labels = split_labels(n, m, permutations, rng)
     pick = np.sort(rng.choice(total, size=min(total, MEDIAN_POINTS), replace=False))
     with torch.no_grad():
-        z = torch.from_numpy(np.concatenate([x, y]).astype(np.float32, copy=False)).to(device)
-        masks = torch.from_numpy(masks_np).to(device)
+        masks = torch.from_numpy(labels).to(z.device).float()
         sq_dist = torch.cdist(z, z).square_()
-        idx = torch.from_numpy(pick).to(device)
+        idx = torch.from_numpy(pick).to(z.device)
         sub = sq_dist.index_select(0, idx).index_select(1, idx)
         upper = sub[torch.triu(torch.ones_like(sub, dtype=torch.bool), diagonal=1)]
         sigma2 = float(upper.median()) if upper.numel() else 0.0
@@ -48,12 +63,14 @@ def permutation_tests_torch(x: Array, y: Array, permutations: int, rng: np.rando
         sxx = (masks * (kernel @ masks)).sum(dim=0, dtype=torch.float64)
         row_sums = kernel.sum(dim=1, dtype=torch.float64)
         masks64 = masks.double()
-        a_rows, a_diag = masks64.T @ row_sums, masks64.T @ kernel.diagonal().double()
+        diagonal = kernel.diagonal().double()
+        a_rows, a_diag = masks64.T @ row_sums, masks64.T @ diagonal
         sum_x = z.T @ masks
         sum_all = z.sum(dim=0)[:, None]
-        mmd = split_mmd2(sxx.cpu().numpy(), a_rows.cpu().numpy(), float(row_sums.sum()), a_diag.cpu().numpy(),
-                         float(kernel.diagonal().double().sum()), n, m)
-        mean_x, mean_y = (sum_x / n).cpu().numpy(), ((sum_all - sum_x) / m).cpu().numpy()
+        host = [t.cpu().numpy() for t in (sxx, a_rows, row_sums.sum(), a_diag, diagonal.sum(), sum_x / n,
+                                          (sum_all - sum_x) / m)]
+    sxx_h, a_rows_h, total_h, a_diag_h, trace_h, mean_x, mean_y = host
+    mmd = split_mmd2(sxx_h, a_rows_h, float(total_h), a_diag_h, float(trace_h), n, m)
     distances = cosine_distances(mean_x, mean_y)
     return PermutationResult(
         mmd2=float(mmd[0]), mmd_p=permutation_p(mmd, 1.0), bandwidth=sigma2,
