@@ -4,7 +4,10 @@ A leak or a creeping latency shows only over minutes, so this runs a fixed-rate 
 SSE chats, some carrying a secret to redact, some an injection phrase to flag) against a real
 `warden serve` process in front of the fault upstream, for `--minutes`, and samples the proxy's
 (and its scanner's) RSS and open file descriptors. Growth is judged after the warm-up, when
-caches, pools and the embedded store have reached their working size. Not part of `make test`.
+caches, pools and the embedded store have reached their working size: RSS, the proxy's fds (the
+embedded engine's per-thread ones too; the connections the soak's own client holds open are
+counted apart and must stay within its `--concurrency`) and the scanner's RSS. Not part of
+`make test`; exits 1 on FAIL.
 
     .venv/bin/python bench/soak.py --minutes 10 [--rate 40] [--no-scanner]
 """
@@ -17,15 +20,18 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,19 +46,50 @@ PROMPTS = ["Summarise the weather report for tomorrow, please.", f"my key is {SE
 class Minute:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
-    # fds (Warden's own), rss, scanner fds, scanner rss, ClickHouse per-thread stat fds, threads
-    samples: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
+    # fds (Warden's own, its clients' connections left out), rss, scanner fds, scanner rss,
+    # ClickHouse per-thread stat fds, threads, clients' connections
+    samples: list[tuple[int, int, int, int, int, int, int]] = field(default_factory=list)
+    fd_kinds: Counter[str] = field(default_factory=Counter)  # the proxy's own fds at the last sample
 
 
-def thread_stat_fds(pid: int) -> tuple[int, int]:
-    """(fds on /proc/PID/task/*, threads). chDB's engine keeps 3 per worker thread that has run work
-    (ClickHouse's ProcfsMetricsProvider: schedstat, stat, io), so they follow its thread pools, not traffic."""
-    count = 0
+def inbound(pid: int, port: int) -> set[str]:
+    """Socket inodes of connections clients opened to `port` (the soak's own keep-alive pool)."""
+    found: set[str] = set()
+    for name in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+                    found.add(fields[9])
+    return found
+
+
+def own_fds(pid: int, port: int) -> tuple[Counter[str], int, int]:
+    """(the proxy's own fds by kind, fds on /proc/PID/task/*, threads).
+
+    chDB's engine keeps 3 per worker thread that has run work (ClickHouse's ProcfsMetricsProvider:
+    schedstat, stat, io), so they follow its thread pools, not traffic: counted apart. So are the
+    connections the soak's client keeps open to the proxy: their number is the client's (up to
+    `--concurrency`, more of them while latency is high), not the proxy's state; a connection the
+    proxy fails to close is no longer ESTABLISHED and counts as its own. The kinds (socket, pipe,
+    a file's directory and name with numbers as N) say what a growth is made of.
+    """
+    kinds: Counter[str] = Counter()
+    stat = 0
+    clients = inbound(pid, port)
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(f"/proc/{pid}/task/"):
-                count += 1
-    return count, len(os.listdir(f"/proc/{pid}/task"))
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith(f"/proc/{pid}/task/"):
+                stat += 1
+            elif target.startswith("/"):
+                path = Path(target)
+                kinds[re.sub(r"\d+", "N", f"{path.parent.name}/{path.name}")] += 1
+            elif target.startswith("socket:"):
+                kinds["client connection" if target[8:-1] in clients else "socket"] += 1
+            else:
+                kinds[target.split(":[")[0] if target.startswith("pipe:") else target] += 1
+    return kinds, stat, len(os.listdir(f"/proc/{pid}/task"))
 
 
 def config(upstream: str, scanner: bool) -> dict[str, Any]:
@@ -97,12 +134,15 @@ def children(pid: int) -> list[int]:
 
 
 async def sampler(warden: Child, minutes: list[Minute], every_s: float, stop: asyncio.Event) -> None:
+    port = URL(warden.url).port or 80
     while not stop.is_set():
         fds, rss = fds_and_rss(warden.proc.pid)
-        stat_fds, threads = thread_stat_fds(warden.proc.pid)
+        kinds, stat_fds, threads = own_fds(warden.proc.pid, port)
+        clients = kinds.pop("client connection", 0)
         kids = [fds_and_rss(c) for c in children(warden.proc.pid)]
-        minutes[-1].samples.append((fds - stat_fds, rss, sum(k[0] for k in kids), sum(k[1] for k in kids),
-                                    stat_fds, threads))
+        minutes[-1].samples.append((fds - stat_fds - clients, rss, sum(k[0] for k in kids), sum(k[1] for k in kids),
+                                    stat_fds, threads, clients))
+        minutes[-1].fd_kinds = kinds
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
 
@@ -139,16 +179,17 @@ def pct(values: list[float], q: float) -> float:
 
 
 def report_minute(index: int, m: Minute) -> None:
-    fds, rss, _, _, stat_fds, threads = m.samples[-1] if m.samples else (0, 0, 0, 0, 0, 0)
+    fds, rss, _, _, stat_fds, threads, clients = m.samples[-1] if m.samples else (0, 0, 0, 0, 0, 0, 0)
     print(f"minute {index + 1:3d}: {len(m.latencies):6d} req  {m.errors} errors  p50 {pct(m.latencies, 50):7.2f} ms  "
           f"p99 {pct(m.latencies, 99):7.2f} ms  rss {rss / 2**20:7.1f} MiB  fds {fds} (+{stat_fds} chDB thread "
-          f"stats, {threads} threads)", flush=True)
+          f"stats, +{clients} client connections; {threads} threads)", flush=True)
 
 
-def growth(minutes: list[Minute], warmup: int, column: int) -> float:
-    """Last minute's mean over the first post-warm-up minute's mean, in percent."""
-    base = [s[column] for s in minutes[min(warmup, len(minutes) - 1)].samples]
-    last = [s[column] for s in minutes[-1].samples]
+def growth(minutes: list[Minute], warmup: int, column: int | tuple[int, ...]) -> float:
+    """Last minute's mean over the first post-warm-up minute's mean, in percent (of columns summed)."""
+    columns = (column,) if isinstance(column, int) else column
+    base = [sum(s[c] for c in columns) for s in minutes[min(warmup, len(minutes) - 1)].samples]
+    last = [sum(s[c] for c in columns) for s in minutes[-1].samples]
     if not base or not last or not statistics.fmean(base):
         return 0.0
     return (statistics.fmean(last) / statistics.fmean(base) - 1) * 100
@@ -159,8 +200,10 @@ def summary(minutes: list[Minute], args: argparse.Namespace) -> dict[str, Any]:
              "p50_ms": round(pct(m.latencies, 50), 2), "p90_ms": round(pct(m.latencies, 90), 2),
              "p99_ms": round(pct(m.latencies, 99), 2),
              "rss_mib": round(m.samples[-1][1] / 2**20, 1) if m.samples else None,
+             "rss_mib_mean": round(statistics.fmean(s[1] for s in m.samples) / 2**20, 1) if m.samples else None,
              "fds": m.samples[-1][0] if m.samples else None,
              "chdb_thread_stat_fds": m.samples[-1][4] if m.samples else None,
+             "client_connections": m.samples[-1][6] if m.samples else None,
              "threads": m.samples[-1][5] if m.samples else None,
              "scanner_rss_mib": round(m.samples[-1][3] / 2**20, 1) if m.samples else None}
             for i, m in enumerate(minutes)]
@@ -169,6 +212,12 @@ def summary(minutes: list[Minute], args: argparse.Namespace) -> dict[str, Any]:
             "rss_growth_pct": round(growth(minutes, args.warmup, 1), 2),
             "fds_growth_pct": round(growth(minutes, args.warmup, 0), 2),
             "chdb_thread_stat_fds_growth_pct": round(growth(minutes, args.warmup, 4), 2),
+            "all_fds_growth_pct": round(growth(minutes, args.warmup, (0, 4)), 2),
+            "threads_growth_pct": round(growth(minutes, args.warmup, 5), 2),
+            "client_connections_max": max((s[6] for m in minutes for s in m.samples), default=0),
+            "concurrency": args.concurrency,
+            "fds_by_kind_after_warmup": dict(sorted(minutes[min(args.warmup, len(minutes) - 1)].fd_kinds.items())),
+            "fds_by_kind_last": dict(sorted(minutes[-1].fd_kinds.items())),
             "telemetry": args.telemetry,
             "scanner_rss_growth_pct": round(growth(minutes, args.warmup, 3), 2), "per_minute": rows}
 
@@ -199,12 +248,20 @@ def main() -> int:
     result = summary(minutes, args)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{result['requests']} requests, {result['errors']} errors; after {args.warmup} min warm-up: "
-          f"RSS {result['rss_growth_pct']:+.2f}%, fds {result['fds_growth_pct']:+.2f}%, scanner RSS "
-          f"{result['scanner_rss_growth_pct']:+.2f}% (target: each <= +5%); chDB per-thread stat fds "
-          f"{result['chdb_thread_stat_fds_growth_pct']:+.2f}% (bounded by its thread pools, reported apart)")
-    ok = result["errors"] == 0 and max(result["rss_growth_pct"], result["fds_growth_pct"]) <= 5
+          f"RSS {result['rss_growth_pct']:+.2f}%, own fds {result['fds_growth_pct']:+.2f}%, own + chDB per-thread "
+          f"stat fds {result['all_fds_growth_pct']:+.2f}%, scanner RSS "
+          f"{result['scanner_rss_growth_pct']:+.2f}% (target: each <= +5%); "
+          f"threads {result['threads_growth_pct']:+.2f}%")
+    if result["fds_by_kind_after_warmup"] != result["fds_by_kind_last"]:
+        print(f"own fds by kind after warm-up: {result['fds_by_kind_after_warmup']}\n"
+              f"own fds by kind at the end:    {result['fds_by_kind_last']}")
+    print(f"client connections: at most {result['client_connections_max']} (the client's cap: "
+          f"--concurrency {args.concurrency})")
+    judged = ("rss_growth_pct", "fds_growth_pct", "all_fds_growth_pct", "scanner_rss_growth_pct")
+    ok = (result["errors"] == 0 and max(result[k] for k in judged) <= 5
+          and result["client_connections_max"] <= args.concurrency)
     print("PASS" if ok else "FAIL")
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

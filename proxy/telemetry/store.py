@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from yarl import URL
@@ -85,6 +86,13 @@ def describe(dsn: str) -> str:
     return dsn if dsn.startswith("chdb://") else str(URL(dsn).with_password(None))
 
 
+# clickhouse-connect hands chDB each insert as a temp file (`INSERT ... FROM INFILE`), and the
+# engine remembers every file's row count in its schema cache: one entry per insert, each under a
+# new name (measured: 4,000 inserts, 4,000 entries, about 1 KiB each in MemoryTracking). Nothing
+# reads them.
+CHDB_INSERT_SETTINGS: Mapping[str, Any] = MappingProxyType({"use_cache_for_count_from_files": 0})
+
+
 class ChdbStore:
     def __init__(self, client: Client, executor: ThreadPoolExecutor, description: str) -> None:
         self._client = client
@@ -117,7 +125,7 @@ class ChdbStore:
     ) -> None:
         await self._call(
             self._client.insert, table, columns, column_names=names, column_type_names=types, database=database,
-            column_oriented=True, settings=insert_settings(token),
+            column_oriented=True, settings={**insert_settings(token), **CHDB_INSERT_SETTINGS},
         )
 
     async def ping(self) -> bool:
@@ -130,11 +138,61 @@ class ChdbStore:
             self._executor.shutdown(wait=False)
 
 
-# The embedded engine runs inside the proxy with a server's pool sizes; telemetry's few inserts a
-# second need a handful of merge threads, not 16. (Its global pool still grows by ~128 idle
-# threads when old parts are first cleaned, minutes into a run: chDB 4.4 does not apply
-# max_thread_pool_free_size or max_parts_cleaning_thread_pool_size given here. docs/reliability.md)
-EMBEDDED_ENGINE_POOLS = (("background_pool_size", 4),)
+# The embedded engine runs inside the proxy, not on a server of its own: startup settings, written
+# to the config file chDB reads when it opens (nested `merge_tree` ones cannot go in its connection
+# string). Measured under telemetry load (docs/reliability.md, "What grew"):
+# - a MergeTree table cleans its outdated parts on a backing-off timer (up to
+#   max_cleanup_delay_period, 300 s), so each insert's merged-away part stayed in memory for minutes
+#   and ~400 were then removed at once; more than concurrent_part_removal_threshold (100) fans out
+#   into the parts-cleaning pool, whose ~128 threads stay idle in chDB's global pool for good, each
+#   with its own allocator cache and per-thread /proc files. chDB 4.4 does not apply
+#   max_parts_cleaning_thread_pool_size or max_thread_pool_free_size (the global pool is set up
+#   before the config is read), so the fan-out is prevented instead: clean every few seconds, a
+#   few parts at a time, always on the cleanup thread.
+# - a handful of merge threads, not 16, for telemetry's few inserts a second.
+# - mark caches sized for a process that serves the proxy first (a server's default is 5 GiB each):
+#   dashboard reads fill them up to here, telemetry's inserts not at all.
+EMBEDDED_ENGINE_CONFIG: tuple[tuple[str, int], ...] = (
+    ("background_pool_size", 4),
+    ("merge_tree/cleanup_delay_period", 1),
+    ("merge_tree/max_cleanup_delay_period", 10),
+    ("merge_tree/cleanup_delay_period_random_add", 1),
+    ("merge_tree/concurrent_part_removal_threshold", 1_000_000),
+    ("mark_cache_size", 64 << 20),
+    ("index_mark_cache_size", 16 << 20),
+)
+ENGINE_CONFIG_FILE = "warden-engine.xml"
+
+
+def engine_config_xml(settings: Sequence[tuple[str, int]] = EMBEDDED_ENGINE_CONFIG) -> str:
+    """Keys as `section/name`: nested settings (`merge_tree`) reach the engine only as XML sections."""
+    tree: dict[str, Any] = {}
+    for key, value in settings:
+        *sections, name = key.split("/")
+        node = tree
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+
+    def render(node: dict[str, Any], indent: str) -> list[str]:
+        lines: list[str] = []
+        for name, value in node.items():
+            if isinstance(value, dict):
+                lines += [f"{indent}<{name}>", *render(value, indent + "  "), f"{indent}</{name}>"]
+            else:
+                lines.append(f"{indent}<{name}>{value}</{name}>")
+        return lines
+
+    return "\n".join(["<clickhouse>", *render(tree, "  "), "</clickhouse>", ""])
+
+
+def _write_engine_config(path: Path) -> Path:
+    """Rewritten at every open (atomically: a crash must not leave half a config for the next start)."""
+    config = path / ENGINE_CONFIG_FILE
+    tmp = config.with_suffix(".tmp")
+    tmp.write_text(engine_config_xml())
+    tmp.replace(config)
+    return config
 
 
 def _open_chdb(path: Path, database: str | None) -> Client:
@@ -145,7 +203,7 @@ def _open_chdb(path: Path, database: str | None) -> Client:
     path.mkdir(parents=True, exist_ok=True)
     try:
         return clickhouse_connect.get_client(interface="chdb", path=str(path), database=database,
-                                             chdb_options=dict(EMBEDDED_ENGINE_POOLS))
+                                             chdb_options={"config-file": str(_write_engine_config(path))})
     except ClickHouseError as exc:
         if "EmbeddedServer" in str(exc):
             raise StoreError(
