@@ -5,9 +5,9 @@ SSE chats, some carrying a secret to redact, some an injection phrase to flag) a
 `warden serve` process in front of the fault upstream, for `--minutes`, and samples the proxy's
 (and its scanner's) RSS and open file descriptors. Growth is judged after the warm-up, when
 caches, pools and the embedded store have reached their working size: RSS, the proxy's fds (the
-embedded engine's per-thread ones too; the connections the soak's own client holds open are
-counted apart and must stay within its `--concurrency`) and the scanner's RSS. Not part of
-`make test`; exits 1 on FAIL.
+embedded engine's per-thread ones too; the keep-alive connections of the soak's client to the
+proxy and of the proxy to the upstream are counted apart, and must stay within `--concurrency`)
+and the scanner's RSS. Not part of `make test`; exits 1 on FAIL.
 
     .venv/bin/python bench/soak.py --minutes 10 [--rate 40] [--no-scanner]
 """
@@ -46,37 +46,43 @@ PROMPTS = ["Summarise the weather report for tomorrow, please.", f"my key is {SE
 class Minute:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
-    # fds (Warden's own, its clients' connections left out), rss, scanner fds, scanner rss,
-    # ClickHouse per-thread stat fds, threads, clients' connections
-    samples: list[tuple[int, int, int, int, int, int, int]] = field(default_factory=list)
+    # fds (Warden's own, pooled connections left out), rss, scanner fds, scanner rss,
+    # ClickHouse per-thread stat fds, threads, client connections, upstream connections
+    samples: list[tuple[int, int, int, int, int, int, int, int]] = field(default_factory=list)
     fd_kinds: Counter[str] = field(default_factory=Counter)  # the proxy's own fds at the last sample
 
 
-def inbound(pid: int, port: int) -> set[str]:
-    """Socket inodes of connections clients opened to `port` (the soak's own keep-alive pool)."""
-    found: set[str] = set()
+def pooled(pid: int, listen_port: int, upstream_port: int) -> dict[str, str]:
+    """Socket inode -> pool, for the connections both keep-alive pools hold open (ESTABLISHED):
+    the soak client's to the proxy's port, and the proxy's to the upstream's."""
+    found: dict[str, str] = {}
     for name in ("tcp", "tcp6"):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]:
                 fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
-                    found.add(fields[9])
+                local, remote = (int(a.rsplit(":", 1)[1], 16) for a in fields[1:3])
+                if fields[3] == "01" and local == listen_port:
+                    found[fields[9]] = "client connection"
+                elif fields[3] == "01" and remote == upstream_port:
+                    found[fields[9]] = "upstream connection"
     return found
 
 
-def own_fds(pid: int, port: int) -> tuple[Counter[str], int, int]:
+def own_fds(pid: int, listen_port: int, upstream_port: int) -> tuple[Counter[str], int, int]:
     """(the proxy's own fds by kind, fds on /proc/PID/task/*, threads).
 
     chDB's engine keeps 3 per worker thread that has run work (ClickHouse's ProcfsMetricsProvider:
     schedstat, stat, io), so they follow its thread pools, not traffic: counted apart. So are the
-    connections the soak's client keeps open to the proxy: their number is the client's (up to
-    `--concurrency`, more of them while latency is high), not the proxy's state; a connection the
-    proxy fails to close is no longer ESTABLISHED and counts as its own. The kinds (socket, pipe,
-    a file's directory and name with numbers as N) say what a growth is made of.
+    connections of the two keep-alive pools, the soak client's to the proxy and the proxy's to the
+    upstream: one of each per request in flight, so their number follows the machine's load (up
+    to `--concurrency`, reached when latency spikes, and kept while reused), not time. They are
+    judged against that cap instead; a connection left half-closed is no longer ESTABLISHED and
+    counts as the proxy's own. The kinds (socket, pipe, a file's directory and name with numbers
+    as N) say what a growth is made of.
     """
     kinds: Counter[str] = Counter()
     stat = 0
-    clients = inbound(pid, port)
+    pools = pooled(pid, listen_port, upstream_port)
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -86,7 +92,7 @@ def own_fds(pid: int, port: int) -> tuple[Counter[str], int, int]:
                 path = Path(target)
                 kinds[re.sub(r"\d+", "N", f"{path.parent.name}/{path.name}")] += 1
             elif target.startswith("socket:"):
-                kinds["client connection" if target[8:-1] in clients else "socket"] += 1
+                kinds[pools.get(target[8:-1], "socket")] += 1
             else:
                 kinds[target.split(":[")[0] if target.startswith("pipe:") else target] += 1
     return kinds, stat, len(os.listdir(f"/proc/{pid}/task"))
@@ -133,28 +139,29 @@ def children(pid: int) -> list[int]:
         return []
 
 
-async def sampler(warden: Child, minutes: list[Minute], every_s: float, stop: asyncio.Event) -> None:
-    port = URL(warden.url).port or 80
+async def sampler(warden: Child, upstream_url: str, minutes: list[Minute], every_s: float,
+                  stop: asyncio.Event) -> None:
+    ports = URL(warden.url).port or 80, URL(upstream_url).port or 80
     while not stop.is_set():
         fds, rss = fds_and_rss(warden.proc.pid)
-        kinds, stat_fds, threads = own_fds(warden.proc.pid, port)
-        clients = kinds.pop("client connection", 0)
+        kinds, stat_fds, threads = own_fds(warden.proc.pid, *ports)
+        clients, upstreams = kinds.pop("client connection", 0), kinds.pop("upstream connection", 0)
         kids = [fds_and_rss(c) for c in children(warden.proc.pid)]
-        minutes[-1].samples.append((fds - stat_fds - clients, rss, sum(k[0] for k in kids), sum(k[1] for k in kids),
-                                    stat_fds, threads, clients))
+        minutes[-1].samples.append((fds - stat_fds - clients - upstreams, rss, sum(k[0] for k in kids),
+                                    sum(k[1] for k in kids), stat_fds, threads, clients, upstreams))
         minutes[-1].fd_kinds = kinds
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
 
 
-async def drive(url: str, warden: Child, args: argparse.Namespace) -> list[Minute]:
+async def drive(url: str, warden: Child, upstream_url: str, args: argparse.Namespace) -> list[Minute]:
     minutes = [Minute()]
     stop = asyncio.Event()
     gate = asyncio.Semaphore(args.concurrency)
     tasks: set[asyncio.Task[None]] = set()
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        watch = asyncio.create_task(sampler(warden, minutes, args.sample_s, stop))
+        watch = asyncio.create_task(sampler(warden, upstream_url, minutes, args.sample_s, stop))
         start = time.monotonic()
         i = 0
         while (elapsed := time.monotonic() - start) < args.minutes * 60:
@@ -179,10 +186,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def report_minute(index: int, m: Minute) -> None:
-    fds, rss, _, _, stat_fds, threads, clients = m.samples[-1] if m.samples else (0, 0, 0, 0, 0, 0, 0)
+    fds, rss, _, _, stat_fds, threads, clients, upstreams = m.samples[-1] if m.samples else (0,) * 8
     print(f"minute {index + 1:3d}: {len(m.latencies):6d} req  {m.errors} errors  p50 {pct(m.latencies, 50):7.2f} ms  "
           f"p99 {pct(m.latencies, 99):7.2f} ms  rss {rss / 2**20:7.1f} MiB  fds {fds} (+{stat_fds} chDB thread "
-          f"stats, +{clients} client connections; {threads} threads)", flush=True)
+          f"stats, +{clients} client and {upstreams} upstream connections; {threads} threads)", flush=True)
 
 
 def growth(minutes: list[Minute], warmup: int, column: int | tuple[int, ...]) -> float:
@@ -204,6 +211,7 @@ def summary(minutes: list[Minute], args: argparse.Namespace) -> dict[str, Any]:
              "fds": m.samples[-1][0] if m.samples else None,
              "chdb_thread_stat_fds": m.samples[-1][4] if m.samples else None,
              "client_connections": m.samples[-1][6] if m.samples else None,
+             "upstream_connections": m.samples[-1][7] if m.samples else None,
              "threads": m.samples[-1][5] if m.samples else None,
              "scanner_rss_mib": round(m.samples[-1][3] / 2**20, 1) if m.samples else None}
             for i, m in enumerate(minutes)]
@@ -215,6 +223,7 @@ def summary(minutes: list[Minute], args: argparse.Namespace) -> dict[str, Any]:
             "all_fds_growth_pct": round(growth(minutes, args.warmup, (0, 4)), 2),
             "threads_growth_pct": round(growth(minutes, args.warmup, 5), 2),
             "client_connections_max": max((s[6] for m in minutes for s in m.samples), default=0),
+            "upstream_connections_max": max((s[7] for m in minutes for s in m.samples), default=0),
             "concurrency": args.concurrency,
             "fds_by_kind_after_warmup": dict(sorted(minutes[min(args.warmup, len(minutes) - 1)].fd_kinds.items())),
             "fds_by_kind_last": dict(sorted(minutes[-1].fd_kinds.items())),
@@ -241,7 +250,7 @@ def main() -> int:
         cfg["telemetry"]["enabled"] = args.telemetry
         warden = start_warden(Path(tmp), cfg, timeout=120)
         try:
-            minutes = asyncio.run(drive(warden.url, warden, args))
+            minutes = asyncio.run(drive(warden.url, warden, upstream.url, args))
         finally:
             warden.stop()
             upstream.stop()
@@ -255,11 +264,14 @@ def main() -> int:
     if result["fds_by_kind_after_warmup"] != result["fds_by_kind_last"]:
         print(f"own fds by kind after warm-up: {result['fds_by_kind_after_warmup']}\n"
               f"own fds by kind at the end:    {result['fds_by_kind_last']}")
-    print(f"client connections: at most {result['client_connections_max']} (the client's cap: "
-          f"--concurrency {args.concurrency})")
+    # One connection of each pool per request in flight, and the upstream pool's health probe.
+    caps = {"client_connections_max": args.concurrency, "upstream_connections_max": args.concurrency + 1}
+    print(f"pooled connections: at most {result['client_connections_max']} from the client and "
+          f"{result['upstream_connections_max']} to the upstream (caps: {caps['client_connections_max']} and "
+          f"{caps['upstream_connections_max']}, from --concurrency)")
     judged = ("rss_growth_pct", "fds_growth_pct", "all_fds_growth_pct", "scanner_rss_growth_pct")
     ok = (result["errors"] == 0 and max(result[k] for k in judged) <= 5
-          and result["client_connections_max"] <= args.concurrency)
+          and all(result[k] <= cap for k, cap in caps.items()))
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

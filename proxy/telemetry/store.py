@@ -9,7 +9,10 @@ serialises calls on the engine handle. The HTTP kind uses clickhouse-connect's a
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -195,8 +198,32 @@ def _write_engine_config(path: Path) -> Path:
     return config
 
 
+# chDB's allocator (jemalloc) keeps freed pages for 5 s before returning them to the OS. Merges
+# free more per second as a day's parts grow, so that reserve, and the proxy's RSS with it, rose
+# for ~15 minutes of a soak (docs/reliability.md); at 1 s it is a fifth of that. jemalloc reads
+# this once, when chDB's library loads; an operator's own JE_MALLOC_CONF wins.
+ENGINE_ALLOCATOR_CONF = "dirty_decay_ms:1000"
+
+
+def _load_chdb() -> None:
+    """Load chDB's library with `ENGINE_ALLOCATOR_CONF`, without leaving it in the environment.
+
+    Child processes (the scanner, a model server) must not inherit a setting meant for one library.
+    """
+    if "chdb" in sys.modules:
+        return
+    previous = os.environ.get("JE_MALLOC_CONF")
+    os.environ["JE_MALLOC_CONF"] = previous or ENGINE_ALLOCATOR_CONF
+    try:
+        importlib.import_module("chdb")
+    finally:
+        if previous is None:
+            os.environ.pop("JE_MALLOC_CONF", None)
+
+
 def _open_chdb(path: Path, database: str | None) -> Client:
     _load_client_library()
+    _load_chdb()
     import clickhouse_connect
     from clickhouse_connect.driver.exceptions import ClickHouseError
 

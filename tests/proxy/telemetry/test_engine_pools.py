@@ -46,6 +46,20 @@ async def main():
 asyncio.run(main())
 """
 
+ALLOCATOR = """
+import asyncio, os, re, sys
+from pathlib import Path
+from proxy.telemetry.store import ChdbStore
+
+async def main():
+    store = await ChdbStore.open(Path(sys.argv[1]))
+    stats = (await store.query("SELECT stats FROM system.jemalloc_stats")).rows[0][0]
+    print(re.search(r"opt.dirty_decay_ms: (\\d+)", stats).group(1), "JE_MALLOC_CONF" in os.environ)
+    await store.close()
+
+asyncio.run(main())
+"""
+
 
 def run_child(script: str, path: Path) -> str:
     return subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
@@ -66,3 +80,7 @@ def test_the_engine_applies_every_setting(tmp_path: Path) -> None:
 
 def test_inserts_leave_nothing_in_the_schema_cache(tmp_path: Path) -> None:
     assert run_child(INSERTS, tmp_path / "ch").split() == ["5", "0"]
+
+
+def test_the_engine_allocator_returns_freed_pages_within_a_second(tmp_path: Path) -> None:
+    assert run_child(ALLOCATOR, tmp_path / "ch").split() == ["1000", "False"]  # and leaves the environment alone
