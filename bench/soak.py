@@ -4,10 +4,11 @@ A leak or a creeping latency shows only over minutes, so this runs a fixed-rate 
 SSE chats, some carrying a secret to redact, some an injection phrase to flag) against a real
 `warden serve` process in front of the fault upstream, for `--minutes`, and samples the proxy's
 (and its scanner's) RSS and open file descriptors. Growth is judged after the warm-up, when
-caches, pools and the embedded store have reached their working size: RSS, the proxy's fds (the
-embedded engine's per-thread ones too; the keep-alive connections of the soak's client to the
-proxy and of the proxy to the upstream are counted apart, and must stay within `--concurrency`)
-and the scanner's RSS. Not part of `make test`; exits 1 on FAIL.
+caches, pools and the embedded store have reached their working size: RSS, the proxy's own fds,
+its threads and the scanner's RSS each grow by 5% at most; the embedded engine's per-thread fds
+stay within 3 per thread, and the keep-alive connections of the soak's client to the proxy and of
+the proxy to the upstream within `--concurrency` (all reported). Not part of `make test`; exits 1
+on FAIL.
 
     .venv/bin/python bench/soak.py --minutes 10 [--rate 40] [--no-scanner]
 """
@@ -259,8 +260,8 @@ def main() -> int:
     print(f"\n{result['requests']} requests, {result['errors']} errors; after {args.warmup} min warm-up: "
           f"RSS {result['rss_growth_pct']:+.2f}%, own fds {result['fds_growth_pct']:+.2f}%, own + chDB per-thread "
           f"stat fds {result['all_fds_growth_pct']:+.2f}%, scanner RSS "
-          f"{result['scanner_rss_growth_pct']:+.2f}% (target: each <= +5%); "
-          f"threads {result['threads_growth_pct']:+.2f}%")
+          f"{result['scanner_rss_growth_pct']:+.2f}%, threads {result['threads_growth_pct']:+.2f}% (target: each "
+          f"<= +5%, and chDB's stat fds within 3 per thread)")
     if result["fds_by_kind_after_warmup"] != result["fds_by_kind_last"]:
         print(f"own fds by kind after warm-up: {result['fds_by_kind_after_warmup']}\n"
               f"own fds by kind at the end:    {result['fds_by_kind_last']}")
@@ -269,8 +270,11 @@ def main() -> int:
     print(f"pooled connections: at most {result['client_connections_max']} from the client and "
           f"{result['upstream_connections_max']} to the upstream (caps: {caps['client_connections_max']} and "
           f"{caps['upstream_connections_max']}, from --concurrency)")
-    judged = ("rss_growth_pct", "fds_growth_pct", "all_fds_growth_pct", "scanner_rss_growth_pct")
-    ok = (result["errors"] == 0 and max(result[k] for k in judged) <= 5
+    # chDB's per-thread fds are judged through the threads they belong to: 3 per engine thread at
+    # most (a thread added at a new peak of engine work brings 3, +5% of ~65 fds at once).
+    unowned = max((s[4] - 3 * s[5] for m in minutes for s in m.samples), default=0)
+    judged = ("rss_growth_pct", "fds_growth_pct", "threads_growth_pct", "scanner_rss_growth_pct")
+    ok = (result["errors"] == 0 and max(result[k] for k in judged) <= 5 and unowned <= 0
           and all(result[k] <= cap for k, cap in caps.items()))
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
