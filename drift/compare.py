@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +150,22 @@ class _Stopwatch:
         self.last = now
 
 
+def _stages(config: StatsConfig, watch: _Stopwatch, kernel: Callable[[], PermutationResult],
+            classifier: Callable[[], ClassifierResult], ks: Callable[[], ColumnKS]) -> _Embedding:
+    """The embedding statistics in one fixed order for either backend: they draw from one generator."""
+    result = kernel()
+    watch.lap("permutation")
+    clf = None
+    if config.classifier:
+        clf = classifier()
+        watch.lap("classifier")
+    columns = None
+    if config.ks:
+        columns = ks()
+        watch.lap("ks")
+    return _Embedding(result, clf, columns)
+
+
 def _embedding_numpy(x: Array, y: Array, config: StatsConfig, rng: np.random.Generator,
                      timings: dict[str, float]) -> _Embedding:
     watch = _Stopwatch(timings)
@@ -156,17 +173,10 @@ def _embedding_numpy(x: Array, y: Array, config: StatsConfig, rng: np.random.Gen
         mean, axes = principal_axes(x, config.pca_dims, rng)
         x, y = (x - mean) @ axes.T, (y - mean) @ axes.T
     watch.lap("prepare")
-    kernel = permutation_tests(x, y, config.permutations, rng)
-    watch.lap("permutation")
-    clf = None
-    if config.classifier:
-        clf = domain_classifier(x, y, rng, config.classifier_folds, config.classifier_pca_dims, config.classifier_c)
-        watch.lap("classifier")
-    ks = None
-    if config.ks:
-        ks = ks_columns(x, y)
-        watch.lap("ks")
-    return _Embedding(kernel, clf, ks)
+    return _stages(config, watch, lambda: permutation_tests(x, y, config.permutations, rng),
+                   lambda: domain_classifier(x, y, rng, config.classifier_folds, config.classifier_pca_dims,
+                                             config.classifier_c),
+                   lambda: ks_columns(x, y))
 
 
 def _embedding_torch(x: Array, y: Array, config: StatsConfig, rng: np.random.Generator, device: str,
@@ -187,15 +197,7 @@ def _embedding_torch(x: Array, y: Array, config: StatsConfig, rng: np.random.Gen
             mean, axes = principal_axes_torch(z[:n], config.pca_dims, rng)
             z = (z - mean) @ axes.T
     watch.lap("prepare")
-    kernel = permutation_tests_pooled(z, n, config.permutations, rng)
-    watch.lap("permutation")
-    clf = None
-    if config.classifier:
-        clf = domain_classifier_pooled(z, n, rng, config.classifier_folds, config.classifier_pca_dims,
-                                       config.classifier_c)
-        watch.lap("classifier")
-    ks = None
-    if config.ks:
-        ks = ks_pooled(z, n)
-        watch.lap("ks")
-    return _Embedding(kernel, clf, ks)
+    return _stages(config, watch, lambda: permutation_tests_pooled(z, n, config.permutations, rng),
+                   lambda: domain_classifier_pooled(z, n, rng, config.classifier_folds, config.classifier_pca_dims,
+                                                    config.classifier_c),
+                   lambda: ks_pooled(z, n))
