@@ -41,6 +41,7 @@ from proxy.tasks import TaskOwner
 from proxy.telemetry import TelemetryWriter
 from proxy.telemetry.events import health_listener, request_row
 from proxy.upstream import HealthProber, UpstreamPool
+from proxy.upstream.http1 import Http1Client
 
 log = logging.getLogger("warden.app")
 
@@ -130,11 +131,14 @@ def _client_session_ctx(state: ProxyState) -> Callable[[web.Application], AsyncI
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
         )
-        state.attach(session)
+        timeouts = state.settings.timeouts
+        client = Http1Client(timeouts.connect_s, timeouts.read_s)
+        state.attach(session, client)
         try:
             yield
         finally:
-            state.attach(None)
+            state.attach(None, None)
+            await client.close()
             await session.close()
 
     return ctx

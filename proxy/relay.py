@@ -16,10 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
 from detectors.base import Finding
 from proxy.errors import Unavailable, UpstreamError, UpstreamTimeout, WardenError, sse_error_event
@@ -27,9 +25,9 @@ from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.metrics import ProxyMetrics
 from proxy.policy.engine import Decision
 from proxy.policy.service import TransformFactory
-from proxy.settings import TimeoutSettings
 from proxy.taps import Tap
 from proxy.upstream import Backend, Group
+from proxy.upstream.http1 import Disconnected, Http1Client, UpstreamClientError, UpstreamResponse
 
 log = logging.getLogger("warden.relay")
 
@@ -154,15 +152,13 @@ class _ClientGone(Exception):
 class Relay:
     def __init__(
         self,
-        session: aiohttp.ClientSession,
-        timeouts: TimeoutSettings,
+        client: Http1Client,
         metrics: ProxyMetrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.session = session
+        self.client = client
         self.metrics = metrics
         self.clock = clock
-        self.timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.connect_s, sock_read=timeouts.read_s)
 
     async def forward(
         self,
@@ -219,7 +215,6 @@ class Relay:
         *,
         final: bool,
     ) -> web.StreamResponse:
-        url = URL(backend.url + request.raw_path, encoded=True)
         exchange.backend = backend.url
         headers = upstream_request_headers(request.headers, exchange.request_id, request.remote, request.scheme)
         if group.authorization is not None or exchange.api_key_id:
@@ -233,7 +228,8 @@ class Relay:
         is_sse = False
         try:
             deadline = asyncio.timeout_at(exchange.deadline) if exchange.deadline is not None else _NO_DEADLINE
-            async with deadline, await self._open(request.method, url, body, headers) as upstream:
+            opening = self._open(request.method, backend.url, request.raw_path, body, headers)
+            async with deadline, await opening as upstream:
                 self.metrics.count_upstream_response(group.name, backend.url, upstream.status)
                 self._judge_status(group, backend, upstream.status, final)
                 headers = client_response_headers(upstream.headers, exchange.request_id)
@@ -264,7 +260,7 @@ class Relay:
                 exchange.status = upstream.status
                 await self._send(response.prepare(request))
                 exchange.sent = True
-                async for chunk in upstream.content.iter_any():
+                async for chunk in upstream.chunks():
                     exchange.sniff(chunk)
                     if taps:
                         for tap in taps:
@@ -295,7 +291,7 @@ class Relay:
         except asyncio.CancelledError:
             exchange.status = CLIENT_CLOSED
             raise
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (UpstreamClientError, TimeoutError) as exc:
             exchange.upstream_time += self.clock() - started
             if exchange.deadline is not None and asyncio.get_running_loop().time() >= exchange.deadline:
                 return await self._past_deadline(request, exchange, group, response, is_sse)
@@ -328,25 +324,21 @@ class Relay:
         log.info("request %s cut at its deadline mid-response", exchange.request_id)
         return await self._abort_sent(request, response, is_sse, "request time limit reached")
 
-    async def _open(self, method: str, url: URL, body: bytes, headers: CIMultiDict[str]) -> aiohttp.ClientResponse:
-        """Send, re-sending once when a pooled keep-alive connection turns out to be closed.
+    async def _open(self, method: str, url: str, target: str, body: bytes,
+                    headers: CIMultiDict[str]) -> UpstreamResponse:
+        """Send, re-sending once when a reused keep-alive connection turns out to be closed.
 
         Servers close idle or post-stream connections on their own schedule (llama.cpp closes
-        after every stream); aiohttp re-sends only idempotent methods, so POSTs are re-sent here.
-        A refused or timed-out connect is not stale: it fails at once.
+        after every stream); a request lost that way never reached the server, so it is sent
+        again on a fresh connection. A refused or timed-out connect is not stale: it fails at once.
         """
-        for resend in (False, True):
-            try:
-                return await self.session.request(
-                    method, url, data=body or None, headers=headers, timeout=self.timeout, allow_redirects=False
-                )
-            except aiohttp.ClientConnectorError:
+        try:
+            return await self.client.request(method, url, target, headers, body)
+        except Disconnected as exc:
+            if not exc.stale:
                 raise
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                if resend:
-                    raise
-                log.debug("stale pooled connection to %s (%r); sending again on a fresh one", url.origin(), exc)
-        raise AssertionError("unreachable")
+            log.debug("stale pooled connection to %s (%s); sending again on a fresh one", url, exc)
+        return await self.client.request(method, url, target, headers, body, fresh=True)
 
     def _judge_status(self, group: Group, backend: Backend, status: int, final: bool) -> None:
         if status < 500:

@@ -22,6 +22,7 @@ from proxy.settings import WardenSettings
 from proxy.taps import Observer
 from proxy.telemetry import TelemetryWriter
 from proxy.upstream import UpstreamPool
+from proxy.upstream.http1 import Http1Client
 
 
 @dataclass
@@ -47,13 +48,14 @@ class ProxyState:
     rollouts: RolloutController | None = None
     # Asked before each chat or completion request is forwarded; review, drift and cache watch through them.
     observers: list[Observer] = field(default_factory=list)
-    # Set by the client-session cleanup context, which owns the session's lifetime.
+    # Set by the client-session cleanup context, which owns both clients' lifetimes: the relay's
+    # lean HTTP/1.1 client (proxy/upstream/http1.py) and aiohttp's session for probes and listings.
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
     _relay: Relay | None = field(default=None, repr=False)
 
-    def attach(self, session: aiohttp.ClientSession | None) -> None:
+    def attach(self, session: aiohttp.ClientSession | None, client: Http1Client | None) -> None:
         self._session = session
-        self._relay = Relay(session, self.settings.timeouts, self.metrics) if session else None
+        self._relay = Relay(client, self.metrics) if client else None
 
     @property
     def session(self) -> aiohttp.ClientSession:

@@ -128,4 +128,4 @@ async def test_backend_state_changes_are_health_rows(
     await eventually(lambda: len(chdb_client.query(query).result_rows) >= 1, what="a health row")
     group, backend, state, previous, reason = chdb_client.query(query).result_rows[0]
     assert (group, backend, state, previous) == ("main", dead, "ejected", "healthy")
-    assert "ClientConnectorError" in reason
+    assert "ConnectFailed" in reason and "refused" in reason
