@@ -1,14 +1,15 @@
-"""Graceful shutdown: in-flight streams finish, new connections are refused."""
+"""Graceful shutdown: in-flight streams finish, new connections are refused; the heap settles after startup."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from proxy.server import serve, start_runner
+from proxy.server import serve, settle_heap, start_runner
 from proxy.settings import build_settings
 from tests.proxy.conftest import UpstreamFactory, proxy_config
 
@@ -46,3 +47,14 @@ async def test_serve_announces_its_url_and_stops_on_the_event(make_upstream: Ups
         assert (await resp.json()) == {"status": "ready", "healthy_backends": {"main": 1}}
     stop.set()
     await asyncio.wait_for(task, 5)
+
+
+def test_settling_the_heap_freezes_startup_objects_and_slows_young_collections() -> None:
+    threshold = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 10_000  # the test process's modules at least
+        assert gc.get_threshold()[0] == 5000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
