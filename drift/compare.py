@@ -166,12 +166,30 @@ def _stages(config: StatsConfig, watch: _Stopwatch, kernel: Callable[[], Permuta
     return _Embedding(result, clf, columns)
 
 
+def with_mean_direction(axes: Array, mean: Array) -> Array:
+    """The principal axes plus the part of the pooled mean they miss, as one more unit row.
+
+    Both windows are projected uncentred onto axes fitted on both (pooled), for two reasons.
+    Axes fitted on the reference alone overfit it: its spread along them is inflated against
+    any other sample's, and MMD and KS flagged 13 of 30 same-distribution pairs (measured).
+    Pooled, the projection is the same whichever rows are labelled reference, so every
+    permutation test stays exact. And a centroid survives only uncentred, with the mean's
+    direction kept: centring on a mean left both centroids at ~0, their cosine rounding noise.
+    """
+    rest = mean - axes.T @ (axes @ mean)
+    norm = float(np.linalg.norm(rest))
+    if norm <= 1e-6 * max(float(np.linalg.norm(mean)), 1e-30):
+        return axes
+    return np.vstack([axes, (rest / norm)[None, :]]).astype(axes.dtype)
+
+
 def _embedding_numpy(x: Array, y: Array, config: StatsConfig, rng: np.random.Generator,
                      timings: dict[str, float]) -> _Embedding:
     watch = _Stopwatch(timings)
     if config.pca_dims:
-        mean, axes = principal_axes(x, config.pca_dims, rng)
-        x, y = (x - mean) @ axes.T, (y - mean) @ axes.T
+        mean, axes = principal_axes(np.concatenate([x, y]), config.pca_dims, rng)
+        axes = with_mean_direction(axes, mean)
+        x, y = x @ axes.T, y @ axes.T
     watch.lap("prepare")
     return _stages(config, watch, lambda: permutation_tests(x, y, config.permutations, rng),
                    lambda: domain_classifier(x, y, rng, config.classifier_folds, config.classifier_pca_dims,
@@ -185,7 +203,7 @@ def _embedding_torch(x: Array, y: Array, config: StatsConfig, rng: np.random.Gen
     windows; every stage ends by copying its few numbers back, so each lap is the stage's device time."""
     import torch
 
-    from drift.torch_classifier import domain_classifier_pooled, principal_axes_torch
+    from drift.torch_classifier import domain_classifier_pooled, principal_axes_torch, with_mean_direction_torch
     from drift.torch_kernel import permutation_tests_pooled, pooled_tensor
     from drift.torch_ks import ks_pooled
 
@@ -194,8 +212,8 @@ def _embedding_torch(x: Array, y: Array, config: StatsConfig, rng: np.random.Gen
     z = pooled_tensor(x, y, device)
     if config.pca_dims:
         with torch.no_grad():
-            mean, axes = principal_axes_torch(z[:n], config.pca_dims, rng)
-            z = (z - mean) @ axes.T
+            mean, axes = principal_axes_torch(z, config.pca_dims, rng)
+            z = z @ with_mean_direction_torch(axes, mean).T
     watch.lap("prepare")
     return _stages(config, watch, lambda: permutation_tests_pooled(z, n, config.permutations, rng),
                    lambda: domain_classifier_pooled(z, n, rng, config.classifier_folds, config.classifier_pca_dims,

@@ -24,7 +24,7 @@ class StatsConfig:
 
     alpha: float = 0.05
     permutations: int = 200
-    pca_dims: int | None = None  # project both windows on the reference's top principal directions first
+    pca_dims: int | None = None  # project both windows on their pooled top principal directions first
     classifier: bool = True
     classifier_pca_dims: int | None = 32
     classifier_folds: int = 5

@@ -48,6 +48,17 @@ def principal_axes_torch(z: torch.Tensor, dims: int, rng: np.random.Generator,
     return mean, top_right_singular_vectors(basis.T @ centred, dims)
 
 
+def with_mean_direction_torch(axes: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """`drift.compare.with_mean_direction` on the axes' device."""
+    import torch
+
+    rest = mean - axes.T @ (axes @ mean)
+    norm = float(torch.linalg.vector_norm(rest))
+    if norm <= 1e-6 * max(float(torch.linalg.vector_norm(mean)), 1e-30):
+        return axes
+    return torch.cat([axes, (rest / norm)[None, :]])
+
+
 def orthonormal_columns(a: torch.Tensor) -> torch.Tensor:
     """An orthonormal basis of a's column space (a tall and thin): Cholesky-QR on the float64 Gram matrix.
 

@@ -48,7 +48,8 @@ class DriftReferenceSettings(_Section):
 class DriftTestSettings(_Section):
     alpha: float = Field(0.05, gt=0, lt=1)
     permutations: int = Field(200, ge=19)
-    pca_dims: int | None = Field(None, ge=2, description="project on the reference's principal directions first")
+    pca_dims: int | None = Field(None, ge=2,
+                                 description="project both windows on their pooled principal directions first")
     classifier: bool = True
     classifier_pca_dims: int | None = Field(32, ge=2)
     classifier_folds: int = Field(5, ge=2)
