@@ -315,12 +315,14 @@ class _Connection(asyncio.Protocol):
 class Http1Client:
     """Pooled HTTP/1.1 connections to backends; one per request in flight, idle ones kept for reuse."""
 
-    def __init__(self, connect_timeout_s: float, read_timeout_s: float, keepalive_s: float = 30.0) -> None:
+    def __init__(self, connect_timeout_s: float, read_timeout_s: float, keepalive_s: float = 30.0,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """`tls` verifies https backends; by default the system's trust store (SSL_CERT_FILE applies)."""
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.keepalive_s = keepalive_s
         self._idle: dict[Origin, collections.deque[_Connection]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = tls
         self._swept = 0.0
         self._closed = False
 
@@ -403,6 +405,9 @@ class Http1Client:
                 _, conn = await loop.create_connection(lambda: _Connection(self, origin), host, port, ssl=tls)
         except TimeoutError as exc:
             raise ConnectTimeout(f"connect to {host}:{port} timed out after {self.connect_timeout_s:g} s") from exc
+        except ssl.SSLError as exc:  # an OSError too, but its errno would name the wrong cause
+            why = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            raise ConnectFailed(f"TLS handshake with {host}:{port} failed: {why}") from exc
         except OSError as exc:
             why = os.strerror(exc.errno) if exc.errno else str(exc)
             raise ConnectFailed(f"cannot connect to {host}:{port}: {why}") from exc

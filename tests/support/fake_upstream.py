@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +52,10 @@ class FakeUpstream:
         assert self.server is not None
         return str(self.server.make_url("")).rstrip("/")
 
-    async def start(self, port: int | None = None) -> FakeUpstream:
+    async def start(self, port: int | None = None, tls: ssl.SSLContext | None = None) -> FakeUpstream:
+        """Serves on 127.0.0.1; with `tls`, over https (the url says so)."""
         self.server = TestServer(self.app, host="127.0.0.1", port=port)
-        await self.server.start_server()
+        await self.server.start_server(ssl=tls)
         return self
 
     async def stop(self) -> None:

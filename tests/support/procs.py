@@ -47,8 +47,8 @@ class Child:
         return self.proc.wait()
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, **(extra or {})}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
@@ -61,10 +61,11 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _spawn(cmd: list[str], cwd: Path, name: str, probe: str, url: str, timeout: float) -> Child:
+def _spawn(cmd: list[str], cwd: Path, name: str, probe: str, url: str, timeout: float,
+           env: dict[str, str] | None = None) -> Child:
     log_path = cwd / f"{name}.log"
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=_env(env), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     atexit.register(proc.kill)
     child = Child(proc, url, log_path)
     deadline = time.monotonic() + timeout
@@ -84,14 +85,15 @@ def start_fault_upstream(cwd: Path, port: int | None = None, timeout: float = 20
     return _spawn(cmd, cwd, f"upstream-{port}", "/v1/models", f"http://127.0.0.1:{port}", timeout)
 
 
-def start_warden(cwd: Path, config: dict[str, Any], timeout: float = 60.0, log_level: str = "info") -> Child:
+def start_warden(cwd: Path, config: dict[str, Any], timeout: float = 60.0, log_level: str = "info",
+                 env: dict[str, str] | None = None) -> Child:
     """`warden serve --config` in `cwd` (its embedded store and spool live there), ready at /healthz."""
     port = free_port()
     config = {**config, "listen": {"host": "127.0.0.1", "port": port}}
     path = cwd / "warden.yaml"
     path.write_text(yaml.safe_dump(config))
     cmd = [sys.executable, "-m", "proxy.cli", "--log-level", log_level, "serve", "--config", str(path)]
-    return _spawn(cmd, cwd, "warden", "/healthz", f"http://127.0.0.1:{port}", timeout)
+    return _spawn(cmd, cwd, "warden", "/healthz", f"http://127.0.0.1:{port}", timeout, env)
 
 
 def fds_and_rss(pid: int) -> tuple[int, int]:

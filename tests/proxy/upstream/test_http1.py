@@ -7,7 +7,9 @@ tests run asyncio's: transports differ between the two (uvloop's do not subclass
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ from proxy.upstream.http1 import (
     request_head,
 )
 from tests.support.llama import free_port
+from tests.support.tls import client_context, self_signed, server_context
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: 2\r\nX-Up: 1\r\n\r\n{}"
@@ -44,15 +47,16 @@ def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]],
 class Backend:
     """A raw TCP server running `handler` per connection; counts connections and keeps what it read."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []
         self.closed = asyncio.Event()
         self.server: asyncio.Server | None = None
 
     async def __aenter__(self) -> Backend:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -62,13 +66,14 @@ class Backend:
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
             await self.handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
             writer.close()
@@ -85,9 +90,9 @@ class Backend:
         return raw
 
 
-def client(**kw: float) -> Http1Client:
+def client(tls: ssl.SSLContext | None = None, **kw: float) -> Http1Client:
     return Http1Client(connect_timeout_s=kw.get("connect", 2.0), read_timeout_s=kw.get("read", 5.0),
-                       keepalive_s=kw.get("keepalive", 30.0))
+                       keepalive_s=kw.get("keepalive", 30.0), tls=tls)
 
 
 def headers(**items: str) -> CIMultiDict[str]:
@@ -277,6 +282,30 @@ def test_head_interim_answers_and_leaving_early(run: Callable[..., None]) -> Non
                     break  # leave before the end: the connection is closed, not pooled
             assert c.idle_count() == 0
             assert backend.connections == 2  # HEAD's connection closed; PUT's reused by the GET, then closed
+
+    run(scenario())
+
+
+def test_an_https_backend_is_verified_and_its_connection_reused(run: Callable[..., None], tmp_path: Path) -> None:
+    cert = self_signed(tmp_path)
+
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await backend.read_request(reader)
+                writer.write(OK)
+                await writer.drain()
+
+        async with Backend(handler, tls=server_context(cert)) as backend:
+            trusting = client(client_context(cert))
+            for _ in range(2):
+                async with await trusting.request("POST", backend.url, "/v1/x", headers(), b'{"a":1}') as resp:
+                    assert resp.status == 200 and await resp.read() == b"{}"
+            assert backend.connections == 1 and backend.requests[1].endswith(b'{"a":1}')
+            await trusting.close()
+            # The system's trust store does not know this certificate: refused, and the log says why.
+            with pytest.raises(ConnectFailed, match=r"TLS handshake with 127\.0\.0\.1:[0-9]+ failed: .*certificate"):
+                await client().request("GET", backend.url, "/", headers(), b"")
 
     run(scenario())
 
