@@ -83,6 +83,10 @@ class BackendSettings(_Section):
         url = URL(value)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("must be an http:// or https:// URL with a host")
+        if url.user is not None or url.password is not None:
+            raise ValueError("may not carry credentials: set the group's `api_key_env` instead")
+        if url.query_string or url.fragment:
+            raise ValueError("may not carry a query or fragment: a backend is a server root, optionally under a path")
         return normalise_backend_url(value)
 
 

@@ -63,10 +63,15 @@ class BadResponse(UpstreamClientError):
     pass
 
 
-def origin_of(url: str) -> tuple[Origin, str]:
-    """(scheme, host, port) and the `Host` header of a backend URL such as `http://10.0.0.5:8000`."""
+def origin_of(url: str) -> tuple[Origin, str, str]:
+    """(scheme, host, port), the `Host` header and the path prefix of a backend URL.
+
+    A backend behind a path (`https://gw.example.com/team-a`) gets each request's path under that
+    prefix, as the health probes and model listings do.
+    """
     scheme, _, rest = url.partition("://")
-    hostport = rest.split("/", 1)[0]
+    hostport, slash, path = rest.partition("/")
+    prefix = (slash + path).rstrip("/")
     default = 443 if scheme == "https" else 80
     if hostport.startswith("["):  # an IPv6 literal
         host, _, tail = hostport[1:].partition("]")
@@ -74,7 +79,7 @@ def origin_of(url: str) -> tuple[Origin, str]:
     else:
         host, _, port_text = hostport.partition(":")
         port = int(port_text) if port_text else default
-    return (scheme, host, port), hostport
+    return (scheme, host, port), hostport, prefix
 
 
 def request_head(method: str, target: str, host: str, headers: CIMultiDict[str], body_size: int) -> bytes:
@@ -332,8 +337,8 @@ class Http1Client:
 
         `fresh` skips the idle connections: for a resend after a reused one turned out closed.
         """
-        origin, host = origin_of(url)
-        data = request_head(method, target, host, headers, len(body))
+        origin, host, prefix = origin_of(url)
+        data = request_head(method, prefix + target, host, headers, len(body))
         if body:
             data += body
         conn = (None if fresh else self._idle_connection(origin)) or await self._connect(origin)

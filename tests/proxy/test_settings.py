@@ -30,6 +30,9 @@ upstreams:
     backends:
       - url: ftp://nowhere
       - {url: "http://ok:1", weight: 0}
+      - url: http://user:secret@ok:1
+      - url: http://ok:1/?tenant=a
+      - url: https://gw.example.com/team-a/v1
     colour: blue
 """
 
@@ -57,7 +60,9 @@ def test_every_error_is_listed_with_its_path(tmp_path: Path) -> None:
     for path in ("listen.port", "upstreams.0.balancer", "upstreams.0.backends.0.url",
                  "upstreams.0.backends.1.weight", "upstreams.0.colour"):
         assert path + ":" in text, path
-    assert len(info.value.problems) == 5
+    assert "upstreams.0.backends.2.url: Value error, may not carry credentials" in text
+    assert "upstreams.0.backends.3.url: Value error, may not carry a query" in text
+    assert len(info.value.problems) == 7  # a backend under a path prefix (the 5th) is fine
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
@@ -88,7 +93,7 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "OK (2 upstream group(s), 2 backend(s)" in capsys.readouterr().out
     assert main(["check-config", str(write(tmp_path, BAD))]) == 1
     err = capsys.readouterr().err
-    assert "5 problem(s)" in err and "upstreams.0.backends.0.url" in err
+    assert "7 problem(s)" in err and "upstreams.0.backends.0.url" in err
     assert main(["check-config", str(tmp_path / "missing.yaml")]) == 1
     assert "cannot read" in capsys.readouterr().err
 

@@ -119,6 +119,11 @@ def test_request_bytes_answer_head_and_keep_alive_reuse(run: Callable[..., None]
             host = backend.url.removeprefix("http://")
             assert backend.requests[0] == (f"POST /v1/chat?x=1 HTTP/1.1\r\nHost: {host}\r\nAuthorization: k\r\n"
                                            'Content-Length: 7\r\n\r\n{"a":1}').encode()
+            # A backend under a path prefix gets the request's path under it, on the same connection.
+            async with await c.request("GET", backend.url + "/team-a/", "/v1/models", headers(), b"") as resp:
+                await resp.read()
+            assert backend.requests[-1].startswith(b"GET /team-a/v1/models HTTP/1.1\r\n")
+            assert backend.connections == 1
             await c.close()
             assert c.idle_count() == 0
 
@@ -333,6 +338,6 @@ def test_crlf_in_a_header_is_refused_and_origins_parse() -> None:
         request_head("GET", "/", "h", headers(X="a\r\nInjected: 1"), 0)
     with pytest.raises(ValueError, match="CR, LF"):
         request_head("GET", "/", "h", headers(X="a\nb"), 0)
-    assert origin_of("http://10.0.0.5:8000") == (("http", "10.0.0.5", 8000), "10.0.0.5:8000")
-    assert origin_of("https://api.example.com") == (("https", "api.example.com", 443), "api.example.com")
-    assert origin_of("http://[::1]:9000/x") == (("http", "::1", 9000), "[::1]:9000")
+    assert origin_of("http://10.0.0.5:8000") == (("http", "10.0.0.5", 8000), "10.0.0.5:8000", "")
+    assert origin_of("https://api.example.com") == (("https", "api.example.com", 443), "api.example.com", "")
+    assert origin_of("http://[::1]:9000/x/") == (("http", "::1", 9000), "[::1]:9000", "/x")
