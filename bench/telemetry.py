@@ -13,6 +13,9 @@
    percentiles, the median of the per-tick difference against "off", the proxy's CPU per 1,000
    requests, inserts per second per table from its /metrics. Target: no latency added.
 4. emit() itself: nanoseconds per call.
+5. Event-loop stalls: gaps of a 0.5 ms ticker on the loop, alone and then while the writer
+   (default settings) is fed 200 rows/s and flushes into chDB. Each flush is one insert of
+   ~12-15 ms of engine work whatever its size; what it costs the proxy is how long the loop waits.
 """
 
 from __future__ import annotations
@@ -126,6 +129,44 @@ def emit_ns(calls: int = 500_000) -> float:
     for _ in range(calls):
         writer.emit("requests", r)
     return (time.perf_counter_ns() - started) / calls
+
+
+async def ticker_gaps(seconds: float) -> list[float]:
+    gaps: list[float] = []
+    last = time.perf_counter()
+    end = last + seconds
+    while last < end:
+        await asyncio.sleep(0.0005)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+    return gaps
+
+
+async def loop_stalls(chdb_dir: str, spool: Path, rate: float, seconds: float) -> dict[str, dict[str, float]]:
+    def summary(gaps: list[float]) -> dict[str, float]:
+        return {"p50_ms": pct(gaps, 0.5), "p99_ms": pct(gaps, 0.99), "p999_ms": pct(gaps, 0.999),
+                "max_ms": max(gaps) * 1000}
+
+    alone = await ticker_gaps(seconds)
+    s = TelemetrySettings(dsn=f"chdb://{chdb_dir}", database="bench_stalls", spool_dir=str(spool / "stalls"))
+    writer = TelemetryWriter(s, CollectorRegistry())
+    await writer.start()
+
+    async def feed() -> None:
+        started = time.perf_counter()
+        for i in range(int(rate * (seconds + 1))):
+            await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            writer.emit("requests", row(i))
+
+    feeder = asyncio.create_task(feed())
+    try:
+        flushing = await ticker_gaps(seconds)
+    finally:
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+        await writer.stop()
+    return {"loop_alone": summary(alone), "writer_flushing": summary(flushing)}
 
 
 # -- 2. through a real proxy -----------------------------------------------------------------------
@@ -272,6 +313,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     out["inserts_per_s_at_1000_rps"] = asyncio.run(paced(chdb_dir, tmp / "spool", paced_rate, args.seconds))
     print(f"writer fed {paced_rate:.0f} requests/s for {args.seconds:.0f} s (default batching): inserts/s per table "
           f"{ {t: round(v, 2) for t, v in out['inserts_per_s_at_1000_rps'].items()} }  (target <= 1)")
+
+    out["loop_stalls"] = asyncio.run(loop_stalls(chdb_dir, tmp / "spool", 200.0, args.seconds))
+    print("event-loop gaps of a 0.5 ms ticker, ms (p50 / p99 / p99.9 / max): " + "; ".join(
+        f"{name} {v['p50_ms']:.2f} / {v['p99_ms']:.2f} / {v['p999_ms']:.2f} / {v['max_ms']:.2f}"
+        for name, v in out["loop_stalls"].items()))
 
     up_port = free_port()
     upstream_url = f"http://127.0.0.1:{up_port}"
