@@ -125,8 +125,9 @@ def start_warden(name: str, port: int, upstream: str, log_dir: Path, cpus: str, 
     return children
 
 
-def start_relay(name: str, port: int, upstream: str, log_dir: Path, cpus: str, *, uvloop: bool) -> Child:
-    argv = [PY, str(BENCH / "minimal_relay.py"), "--upstream", upstream, "--port", str(port)]
+def start_relay(name: str, port: int, upstream: str, log_dir: Path, cpus: str, *, uvloop: bool,
+                client: str = "aiohttp") -> Child:
+    argv = [PY, str(BENCH / "minimal_relay.py"), "--upstream", upstream, "--port", str(port), "--client", client]
     return Child(name, [*argv, "--uvloop"] if uvloop else argv, cpus, log_dir)
 
 

@@ -33,7 +33,8 @@ import overhead_servers as servers
 from overhead_common import Child, cpu_seconds, free_port, wait_ready
 from overhead_env import describe
 
-KEYS = ("direct", "warden", "warden-notel", "warden-noloop", "warden-x2", "relay", "relay-noloop", "nginx", "litellm")
+KEYS = ("direct", "warden", "warden-notel", "warden-noloop", "warden-x2", "relay", "relay-noloop", "relay-lean",
+        "nginx", "litellm")
 # Starts a target in front of the given upstream URL on the given port; [] means "no proxy".
 Starter = Callable[[int, str, Path], list[Child]]
 
@@ -78,6 +79,8 @@ def build_targets(args: argparse.Namespace) -> tuple[list[Target], dict[str, str
                lambda p, up, d: [servers.start_relay("relay", p, up, d, cpu, uvloop=True)], cpu),
         Target("relay-noloop", "minimal relay (asyncio loop)",
                lambda p, up, d: [servers.start_relay("relay-noloop", p, up, d, cpu, uvloop=False)], cpu),
+        Target("relay-lean", "minimal relay, Warden's HTTP/1.1 client (uvloop)",
+               lambda p, up, d: [servers.start_relay("relay-lean", p, up, d, cpu, uvloop=True, client="lean")], cpu),
         Target("nginx", "nginx proxy",
                lambda p, up, d: [servers.start_nginx_proxy(p, int(up.rsplit(":", 1)[1]), d / f"nginx-{p}", cpu)],
                cpu),
