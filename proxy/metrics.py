@@ -1,8 +1,9 @@
 """Prometheus metrics for the proxy, on a registry passed in (no module globals).
 
-Hot-path values are counters and histograms with label children cached per label tuple;
-values that already live in the pool (outstanding, health, queue depth, ejections) are read at
-scrape time by a collector instead of being mirrored into gauges on every request.
+Hot-path values are counters and histograms (proxy/lightmetrics.py: plain numbers, no lock per
+update) with label children cached per label tuple; values that already live in the pool
+(outstanding, health, queue depth, ejections) are read at scrape time by a collector instead of
+being mirrored into gauges on every request.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from proxy.lightmetrics import LightCounter as Counter
+from proxy.lightmetrics import LightHistogram as Histogram
 from proxy.upstream.group import UpstreamPool
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
