@@ -129,11 +129,10 @@ _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d{1,9})')
 
 def sniff_model_version(data: bytes) -> str:
     """The model and build the backend reports (`model`, `system_fingerprint`), without parsing the body."""
-    head = data[:4096]
-    model = _MODEL.search(head)
+    model = _MODEL.search(data, 0, 4096)  # the head only, without copying it out
     if model is None:
         return ""
-    fingerprint = _FINGERPRINT.search(head)
+    fingerprint = _FINGERPRINT.search(data, 0, 4096)
     version = model.group(1).decode("utf-8", "replace")
     return f"{version}@{fingerprint.group(1).decode('utf-8', 'replace')}" if fingerprint else version
 

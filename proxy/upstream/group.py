@@ -13,6 +13,7 @@ import fnmatch
 import math
 import os
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Collection
@@ -37,6 +38,10 @@ class Group:
         self.canary_of = settings.canary.of if settings.canary is not None else None
         self.patterns = [] if self.canary_of else settings.models
         self.literal_models = [p for p in settings.models if not any(c in p for c in "*?[")]
+        # Matched on every request: names by set lookup, globs compiled once (fnmatchcase re-parses each call).
+        self._match_all = "*" in self.patterns
+        self._literals = frozenset(p for p in self.patterns if p in self.literal_models)
+        self._globs = [re.compile(fnmatch.translate(p)).match for p in self.patterns if p not in self._literals]
         self.backends = [
             Backend(
                 url=b.url,
@@ -78,7 +83,7 @@ class Group:
         return self
 
     def matches(self, model: str) -> bool:
-        return any(fnmatch.fnmatchcase(model, p) for p in self.patterns)
+        return self._match_all or model in self._literals or any(glob(model) for glob in self._globs)
 
     @property
     def queue_depth(self) -> int:

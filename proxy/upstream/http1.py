@@ -24,6 +24,7 @@ import asyncio
 import collections
 import os
 import ssl
+import time
 from types import TracebackType
 from typing import cast
 
@@ -353,7 +354,7 @@ class Http1Client:
         if self._closed or len(idle) >= MAX_IDLE_PER_ORIGIN:
             conn.close()
             return
-        conn.idle_since = conn.loop.time()
+        conn.idle_since = time.monotonic()
         idle.append(conn)
 
     def idle_count(self) -> int:
@@ -369,7 +370,7 @@ class Http1Client:
 
     def _idle_connection(self, origin: Origin) -> _Connection | None:
         """The most recently used live connection (LIFO keeps the pool small); expired ones are closed."""
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()  # as put_idle stamps it; cheaper than looking up the running loop
         if now - self._swept > 1.0:
             self._sweep(now)
         idle = self._idle.get(origin)

@@ -93,3 +93,9 @@ def test_model_patterns() -> None:
     assert g.matches("llama-3") and g.matches("exact") and not g.matches("exactly")
     assert g.literal_models == ["exact"]
     assert g.backends[0].url == "http://h:1"
+    # fnmatch's rules, case-sensitive: `?` one character, `[..]` a class; `*` alone takes every name.
+    g = Group(GroupSettings(name="g", models=["mistral-?b", "[qQ]wen*"], backends=[{"url": "http://h:1"}]))
+    assert g.matches("mistral-7b") and not g.matches("mistral-70b") and not g.matches("Mistral-7b")
+    assert g.matches("qwen2") and g.matches("Qwen") and not g.matches("xqwen")
+    anything = Group(GroupSettings(name="any", models=["*"], backends=[{"url": "http://h:1"}]))
+    assert anything.matches("") and anything.matches("whatever/model:tag")
