@@ -39,6 +39,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 from overhead_common import CHAT_BODY, FIXED_RESPONSE  # noqa: E402
 
+from proxy.server import settle_heap  # noqa: E402
 from proxy.upstream import http1  # noqa: E402
 
 TARGETS = ("warden", "warden-tel", "relay-lean")
@@ -176,8 +177,10 @@ async def measure(target: str, requests: int, concurrency: int, workdir: Path) -
             return statuses
 
         await run(max(1000, requests // 10))  # warm-up: pools, caches, metric children
-        gc.collect()
-        gc.freeze()  # as `warden serve` settles its heap after startup (proxy/server.py)
+        if target != "relay-lean":
+            settle_heap()  # as `warden serve` does after startup; the relay runs with Python's defaults
+        if os.environ.get("PROXY_CPU_NO_GC"):
+            gc.disable()  # to see what the collector costs
         cpu, wall = time.process_time(), time.perf_counter()
         statuses = await run(requests)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
