@@ -40,8 +40,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def latency_at(result: Result | None, rate: int, q: str) -> float | None:
-    return _num(result, "open_loop", str(rate), "latency_ms", q)
+def latency_at(result: Result | None, rate: int, q: str, slot: str = "open_loop") -> float | None:
+    return _num(result, slot, str(rate), "latency_ms", q)
 
 
 def notes(result: Result, key: str = "") -> str:
@@ -135,6 +135,12 @@ def checks(results: dict[str, Result]) -> list[Check]:
         return _num(results.get(key), "wrk", "rps_per_cpu_s")
 
     warden, direct = results.get("warden"), results.get("direct")
+
+    def awake_added(key: str, q: str) -> float | None:
+        """Added latency with the proxy's vCPU kept from halting (`--awake 200`); None when not run."""
+        return _diff(latency_at(results.get(key), 200, q, "open_loop_awake"),
+                     latency_at(direct, 200, q, "open_loop_awake"))
+
     ttfb = _diff(_get(warden, "ttfb", "ttfb_ms", "p50"), _get(direct, "ttfb", "ttfb_ms", "p50"))
     return [
         Check("Warden / minimal relay throughput (both uvloop)", _ratio(rps("warden"), rps("relay")), ">=", 0.75, "x"),
@@ -159,6 +165,14 @@ def checks(results: dict[str, Result]) -> list[Check]:
               0.75, "x", target=False),
         Check("Warden / minimal relay req/s per CPU-second", _ratio(per_cpu("warden"), per_cpu("relay")), ">=", 0.75,
               "x", target=False),
+        Check("Warden added p50 latency @200 req/s, proxy CPU kept awake", awake_added("warden", "p50"), "<=", 1.0,
+              "ms", target=False),
+        Check("Warden added p99 latency @200 req/s, proxy CPU kept awake", awake_added("warden", "p99"), "<=", 3.0,
+              "ms", target=False),
+        Check("Minimal relay added p50 @200 req/s, proxy CPU kept awake", awake_added("relay", "p50"), "<=", 1.0, "ms",
+              target=False),
+        Check("Relay on Warden's client added p50 @200 req/s, proxy CPU kept awake", awake_added("relay-lean", "p50"),
+              "<=", 1.0, "ms", target=False),
         Check("nginx / Warden throughput", _ratio(rps("nginx"), rps("warden")), ">=", 1, "x", target=False),
         Check("direct / Warden throughput (upstream headroom)", _ratio(rps("direct"), rps("warden")), ">=", 3, "x",
               target=False),

@@ -159,11 +159,12 @@ def throughput_phase(args: argparse.Namespace, lives: list[Live], upstream: Chil
             results[key]["wrk"] = measure.summarise_wrk(runs)
 
 
-def open_loop_phase(args: argparse.Namespace, lives: list[Live], results: dict[str, dict[str, Any]]) -> None:
+def open_loop_phase(args: argparse.Namespace, lives: list[Live], results: dict[str, dict[str, Any]],
+                    rates: list[int], slot: str = "open_loop") -> None:
     """Rates a target plainly cannot sustain (over 1.5x its wrk max) are skipped unless --overload:
     the backlog would only measure queueing, and would slow whichever target ran next."""
     seconds = args.ol_duration / args.ol_rounds
-    for rate in args.rates:
+    for rate in rates:
         runs: dict[str, list[dict[str, Any]]] = {live.target.key: [] for live in lives}
         for _ in range(args.ol_rounds):
             for live in lives:
@@ -193,12 +194,13 @@ def open_loop_phase(args: argparse.Namespace, lives: list[Live], results: dict[s
                 # CPU per request at a modest rate: wake-ups and cold caches make it dearer than under wrk.
                 cpu = sum(run["cpu_s"] for run in runs[key])
                 pooled["cpu_us_per_request"] = round(1e6 * cpu / pooled["ok"], 1) if pooled.get("ok") else None
-                results[key]["open_loop"][str(rate)] = pooled
-                print(f"#   {key} @{rate}/s: p50 {pooled['latency_ms']['p50']} ms, p99 {pooled['latency_ms']['p99']} "
-                      f"ms, failed {pooled.get('failed')}, dropped {pooled.get('dropped')}, "
-                      f"{pooled['cpu_us_per_request']} us CPU/request", flush=True)
+                results[key].setdefault(slot, {})[str(rate)] = pooled
+                tag = " (awake)" if slot != "open_loop" else ""
+                print(f"#   {key} @{rate}/s{tag}: p50 {pooled['latency_ms']['p50']} ms, "
+                      f"p99 {pooled['latency_ms']['p99']} ms, failed {pooled.get('failed')}, "
+                      f"dropped {pooled.get('dropped')}, {pooled['cpu_us_per_request']} us CPU/request", flush=True)
             else:
-                results[key]["open_loop"][str(rate)] = {
+                results[key].setdefault(slot, {})[str(rate)] = {
                     "skipped": f"over capacity (max {results[key]['wrk']['rps']:.0f} req/s)"}
 
 
@@ -232,6 +234,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ttfb-iterations", type=int, help="streaming requests per target (default 400, quick 60)")
     parser.add_argument("--rates", type=lambda s: [int(r) for r in s.split(",")], default=[200, 500],
                         help="open-loop offered rates, req/s (default 200,500)")
+    parser.add_argument("--awake", type=lambda s: [int(r) for r in s.split(",")], default=[], metavar="RATES",
+                        help="open loop once more at these rates (e.g. 200) with the proxy CPUs kept from idling "
+                             "(an idle-class spinner): how much of the added latency is the VM waking an idle vCPU")
     parser.add_argument("--overload", action="store_true", help="run open-loop rates above a target's capacity too")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
@@ -289,7 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         lives = start_all(targets, fixed, f"http://127.0.0.1:{fixed_port}", run_dir, False, results)
         throughput_phase(args, lives, fixed, lua, results)
         print("# phase 2: open-loop latency at fixed offered rates", flush=True)
-        open_loop_phase(args, lives, results)
+        open_loop_phase(args, lives, results, args.rates)
+        if args.awake:
+            print("# phase 2b: open loop again with the proxy CPUs kept awake", flush=True)
+            with measure.awake(measure.cpu_list(args.proxy_cpus)):
+                open_loop_phase(args, lives, results, args.awake, slot="open_loop_awake")
         stop_all(lives)
         print("# phase 3: streaming time to first byte (targets restarted in front of the SSE upstream)", flush=True)
         lives = start_all(targets, sse, f"http://127.0.0.1:{sse_port}", run_dir, True, results)
