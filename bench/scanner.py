@@ -195,7 +195,8 @@ class Bench:
 
     def levels(self, kind: str, mix: str) -> list[int]:
         if self.args.concurrency:
-            return self.args.concurrency
+            chosen: list[int] = self.args.concurrency
+            return chosen
         if self.gpu:
             full = [1, 64, 256, 1024]
         else:
@@ -396,7 +397,8 @@ def main() -> int:
     results["wall_s"] = round(time.monotonic() - began, 1)
     base_names = {"classifier": "Detoxify.predict", "embedder": "HF forward"}
     for key, study in results["studies"].items():
-        print_study(*key.split("/"), study, base_names[key.split("/")[0]], args.max_batch)
+        kind, mix = key.split("/")
+        print_study(kind, mix, study, base_names[kind], args.max_batch)
     print(f"\nsocket+JSON floor: {results['ipc_ping_per_s_c32']} ping round trips/s at c=32")
     results["targets"] = targets(results, gpu)
     print(f"\ntargets ({'GPU' if gpu else 'CPU'}, {name}):")

@@ -91,9 +91,9 @@ def build_classifier(cache: Path, source: Path | None, seed: int = 0) -> tuple[P
         tokenizer_src, labels = source, [model.config.id2label[i] for i in sorted(model.config.id2label)]
     else:
         torch.manual_seed(seed)
-        config = BertConfig(num_labels=6, id2label=dict(enumerate(LABELS)),
+        config = BertConfig(id2label=dict(enumerate(LABELS)),  # num_labels follows from id2label
                             label2id={label: i for i, label in enumerate(LABELS)})
-        model = BertForSequenceClassification(config).eval()
+        model = BertForSequenceClassification(config).eval()  # type: ignore[no-untyped-call]  # unannotated upstream
         _spread_head(model)
         tokenizer_src, labels = minilm_dir(), LABELS
     model.save_pretrained(model_dir)
@@ -121,7 +121,7 @@ def _spread_head(model: Any) -> None:
 
 
 def load_detoxify(ckpt: Path, model_dir: Path, device: str) -> Any:
-    from detoxify import Detoxify
+    from detoxify import Detoxify  # type: ignore[import-untyped]
 
     return Detoxify(checkpoint=str(ckpt), huggingface_config_path=str(model_dir), device=device)
 

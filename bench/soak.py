@@ -160,6 +160,11 @@ async def drive(url: str, warden: Child, upstream_url: str, args: argparse.Names
     stop = asyncio.Event()
     gate = asyncio.Semaphore(args.concurrency)
     tasks: set[asyncio.Task[None]] = set()
+
+    def finished(done: asyncio.Task[None]) -> None:
+        gate.release()
+        tasks.discard(done)
+
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         watch = asyncio.create_task(sampler(warden, upstream_url, minutes, args.sample_s, stop))
@@ -172,7 +177,7 @@ async def drive(url: str, warden: Child, upstream_url: str, args: argparse.Names
             await asyncio.sleep(max(0.0, start + i / args.rate - time.monotonic()))
             await gate.acquire()
             task = asyncio.create_task(one(session, url, i, minutes[-1]))
-            task.add_done_callback(lambda t: (gate.release(), tasks.discard(t)))
+            task.add_done_callback(finished)
             tasks.add(task)
             i += 1
         await asyncio.gather(*tasks)
@@ -182,7 +187,7 @@ async def drive(url: str, warden: Child, upstream_url: str, args: argparse.Names
     return minutes
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000 if len(values) > 1 else 0.0
 
 

@@ -323,7 +323,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     upstream_url = f"http://127.0.0.1:{up_port}"
     children = [subprocess.Popen([sys.executable, __file__, "--upstream", str(up_port)], stdin=subprocess.DEVNULL)]
     away = f"http://127.0.0.1:{free_port()}/warden"  # nothing listens there
-    configs = {
+    configs: dict[str, dict[str, Any]] = {
         "off": {"enabled": False},
         "chdb": {"dsn": "chdb://store", "spool_dir": "spool-chdb"},
         "store-away": {"dsn": away, "spool_dir": "spool-away", "insert_timeout_s": 1},

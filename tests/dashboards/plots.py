@@ -74,5 +74,5 @@ def _sql_panel(ax: Any, columns: list[str], rows: list[tuple[Any, ...]], start: 
     ax.axis("off")
     cells = [[str(v)[:16] for v in row] for row in rows[:12]]
     if cells:
-        table = ax.table(cellText=cells, colLabels=[c[:14] for c in columns], loc="center")
-        table.set_fontsize(6)
+        grid = ax.table(cellText=cells, colLabels=[c[:14] for c in columns], loc="center")
+        grid.set_fontsize(6)

@@ -10,7 +10,7 @@ from drift.kernel import median_bandwidth, permutation_tests, split_masks
 
 def _mmd2_unbiased(x: np.ndarray, y: np.ndarray, sigma2: float) -> float:
     def k(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        d: np.ndarray = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
         return np.exp(-d / (2 * sigma2))
 
     n, m = len(x), len(y)

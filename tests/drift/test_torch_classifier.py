@@ -19,7 +19,8 @@ from drift.torch_classifier import (  # noqa: E402
 
 def _unit_rows(rows: int, dims: int, shift: float, seed: int) -> np.ndarray:
     z = np.random.default_rng(seed).standard_normal((rows, dims)).astype(np.float32) + shift
-    return z / np.linalg.norm(z, axis=1, keepdims=True)
+    unit: np.ndarray = z / np.linalg.norm(z, axis=1, keepdims=True)
+    return unit
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.02, 0.06])

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from openai import APIError, AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.proxy.conftest import ProxyFactory, RunningProxy, proxy_config
 from tests.support.llama import LlamaProcess, start_llama_server
 
 MODEL = "tiny-llama"
-MESSAGES = [{"role": "user", "content": "hello there"}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +41,11 @@ def served_by(proxy: RunningProxy, url: str) -> float:
 async def test_chat_streaming_completions_and_models(llamas: list[LlamaProcess], make_proxy: ProxyFactory) -> None:
     proxy = await make_proxy(proxy_config([llamas[0].url]))
     async with client(proxy) as openai:
-        chat = await openai.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8)  # type: ignore[arg-type]
+        chat = await openai.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8)
         assert chat.choices[0].message.content
         assert chat.usage is not None and chat.usage.completion_tokens == 8
 
-        stream = await openai.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8,  # type: ignore[arg-type]
+        stream = await openai.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8,
                                                       stream=True)
         pieces = [c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content]
         assert len(pieces) >= 2 and "".join(pieces)
@@ -60,7 +61,7 @@ async def test_two_backends_share_the_load(llamas: list[LlamaProcess], make_prox
     proxy = await make_proxy(proxy_config([s.url for s in llamas]))
     async with client(proxy) as openai:
         replies = await asyncio.gather(*(
-            openai.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=16)  # type: ignore[arg-type]
+            openai.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=16)
             for _ in range(24)
         ))
     assert all(r.choices[0].message.content for r in replies)
@@ -80,7 +81,7 @@ async def test_killing_a_backend_fails_no_request_that_had_not_started_streaming
 
             async def one() -> str:
                 reply = await openai.chat.completions.create(
-                    model=MODEL, messages=MESSAGES, max_tokens=64  # type: ignore[arg-type]
+                    model=MODEL, messages=MESSAGES, max_tokens=64
                 )
                 return reply.choices[0].message.content or ""
 
@@ -89,7 +90,7 @@ async def test_killing_a_backend_fails_no_request_that_had_not_started_streaming
                 started = False
                 try:
                     stream = await openai.chat.completions.create(
-                        model=MODEL, messages=MESSAGES, max_tokens=64, stream=True  # type: ignore[arg-type]
+                        model=MODEL, messages=MESSAGES, max_tokens=64, stream=True
                     )
                     text = ""
                     async for chunk in stream:

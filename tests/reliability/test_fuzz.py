@@ -73,7 +73,8 @@ def test_stream_transforms_never_raise_on_backend_garbage(stream: list[bytes], c
         async def submit(texts: list[str]) -> None:
             audit_texts.append(texts)
 
-        audit = AuditTap(sse, 1 << 20, submit, lambda work: asyncio.ensure_future(work))
+        spawned: list[asyncio.Future[None]] = []
+        audit = AuditTap(sse, 1 << 20, submit, lambda work: spawned.append(asyncio.ensure_future(work)))
         for part in splits(data, cuts):
             await enforcer.feed(part)
             assert await audit.feed(part) == part  # audit mode never changes a byte

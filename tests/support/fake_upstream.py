@@ -10,7 +10,7 @@ import asyncio
 import json
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -52,7 +52,7 @@ class FakeUpstream:
         assert self.server is not None
         return str(self.server.make_url("")).rstrip("/")
 
-    async def start(self, port: int | None = None, tls: ssl.SSLContext | None = None) -> FakeUpstream:
+    async def start(self, port: int | None = None, tls: ssl.SSLContext | None = None) -> Self:
         """Serves on 127.0.0.1; with `tls`, over https (the url says so)."""
         self.server = TestServer(self.app, host="127.0.0.1", port=port)
         await self.server.start_server(ssl=tls)

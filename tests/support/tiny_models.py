@@ -30,7 +30,7 @@ def write_tokenizer(directory: Path) -> Any:
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
         tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]", model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
@@ -45,9 +45,10 @@ def write_tiny_bert(directory: Path, *, classifier: bool, seed: int = 0, hidden:
 
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = write_tokenizer(directory)
+    # num_labels follows from id2label
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=512,
-                        initializer_range=0.3, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+                        initializer_range=0.3, id2label=dict(enumerate(LABELS)),
                         label2id={label: i for i, label in enumerate(LABELS)})
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config) if classifier else BertModel(config)
@@ -68,7 +69,7 @@ def write_tiny_ner(directory: Path) -> Path:
     tokenizer = write_tokenizer(directory)
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=8, num_hidden_layers=0, num_attention_heads=2,
-                        intermediate_size=16, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                        intermediate_size=16, id2label=dict(enumerate(labels)),
                         label2id={label: i for i, label in enumerate(labels)})
     model = BertForTokenClassification(config)
     with torch.no_grad():

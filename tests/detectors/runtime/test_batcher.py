@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from typing import Any
@@ -48,6 +49,10 @@ class Slow:
         return self.inner.forward(batch)
 
 
+def done(order: list[str], name: str, _: object) -> None:
+    order.append(name)
+
+
 async def started(runner: Any) -> MicroBatcher:
     batcher = MicroBatcher(runner, ScannerMetrics(CollectorRegistry()))
     await batcher.start()
@@ -61,7 +66,8 @@ def test_length_groups_cut_at_powers_of_two() -> None:
 async def test_concurrent_callers_get_exactly_the_one_by_one_results(classifier: Any, atol: float) -> None:
     texts = sentences(120)
     reference = {t: classifier.forward(classifier.collate(classifier.tokenize([t])))[0] for t in texts}
-    batcher = await started(Slow(classifier))
+    runner = Slow(classifier)
+    batcher = await started(runner)
     try:
         async def caller(chunk: list[str]) -> list[tuple[str, Any]]:
             await asyncio.sleep(random.random() * 0.02)
@@ -75,7 +81,7 @@ async def test_concurrent_callers_get_exactly_the_one_by_one_results(classifier:
     assert len(answers) == len(texts)
     for text, scores in answers:
         np.testing.assert_allclose(scores, reference[text], rtol=0, atol=atol)
-    assert max(batcher.runner.batches) > 1  # it really batched  # type: ignore[attr-defined]
+    assert max(runner.batches) > 1  # it really batched
 
 
 async def test_full_queue_is_refused_at_once(classifier: Any) -> None:
@@ -115,7 +121,7 @@ async def test_request_items_go_before_background_items(classifier: Any) -> None
         request = batcher.submit([f"rq {i}" for i in range(4)], priority="request")
         for name, futures in (("bg", background), ("rq", request)):
             for future in futures:
-                future.add_done_callback(lambda _, n=name: order.append(n))
+                future.add_done_callback(functools.partial(done, order, name))
         await asyncio.gather(*first, *background, *request)
     finally:
         await batcher.stop()

@@ -70,7 +70,9 @@ async def test_scans_through_the_process_match_in_process_results(supervised: Sc
                 np.testing.assert_allclose(scores[0], reference, atol=atol)
         singles = {t: (await clients[1].scan("toxicity", [t])).scores for t in texts[:10]}
         for text, scores in results[:10]:
-            np.testing.assert_allclose(scores, singles[text], atol=atol)
+            single = singles[text]
+            assert single is not None
+            np.testing.assert_allclose(scores, single, atol=atol)
 
         vectors = (await clients[2].scan("embed", ["hello world", "good model"], priority="background")).vectors
         assert vectors is not None and vectors.shape == (2, 32)

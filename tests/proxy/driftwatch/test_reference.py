@@ -56,6 +56,7 @@ async def test_time_range_reference_reads_each_stream_in_range(chdb_client: Clie
 
 def test_file_reference_names_streams_model_bar_stream(tmp_path: Any) -> None:
     path = tmp_path / "ref.npz"
-    np.savez(path, **{"m|chat/prompt": np.ones((4, 3))})
+    arrays: dict[str, Any] = {"m|chat/prompt": np.ones((4, 3))}  # a name no keyword can spell
+    np.savez(path, **arrays)
     found = load_file(str(path))
     assert found[StreamKey("m", "chat/prompt")].sample.embeddings.shape == (4, 3)

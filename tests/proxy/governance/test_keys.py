@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from proxy.governance import keys as keys_module
 from proxy.governance.keys import KeyIndex, KeysFile, StoredKey, digest, key_id_of, new_key
 
 
@@ -58,7 +57,7 @@ def test_comparison_is_constant_time_whether_or_not_the_id_exists(monkeypatch: p
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(keys_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr("proxy.governance.keys.hmac.compare_digest", spy)
     key_id, key = new_key()
     index = KeyIndex([StoredKey(key_id, "acme", digest(key))])
     assert index.match(key) is not None

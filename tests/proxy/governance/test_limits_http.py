@@ -7,6 +7,7 @@ import time
 
 import aiohttp
 
+from proxy.governance.limits import MemoryLimiter
 from tests.proxy.conftest import ProxyFactory, UpstreamFactory
 from tests.proxy.governance.conftest import governed_config, make_key
 
@@ -44,6 +45,9 @@ async def test_concurrency_cap_is_never_exceeded(make_upstream: UpstreamFactory,
     up.script.chunk_delay_s = 0.05
     key = make_key("acme")
     proxy = await make_proxy(governed_config([up.url], [key], {"acme": {"max_concurrency": 3}}))
+    governance = proxy.state.governance
+    assert governance is not None and isinstance(governance.limiter, MemoryLimiter)
+    limiter = governance.limiter
     peak = 0
 
     async def one() -> int:
@@ -56,8 +60,7 @@ async def test_concurrency_cap_is_never_exceeded(make_upstream: UpstreamFactory,
     async def watch() -> None:
         nonlocal peak
         while True:
-            usage = proxy.state.governance.limiter.usage("acme", None, None) if proxy.state.governance else None
-            peak = max(peak, usage.in_flight if usage else 0)
+            peak = max(peak, limiter.usage("acme", None, None).in_flight)
             await asyncio.sleep(0.005)
 
     watcher = asyncio.create_task(watch())
@@ -67,7 +70,7 @@ async def test_concurrency_cap_is_never_exceeded(make_upstream: UpstreamFactory,
     assert set(statuses) <= {200, 429}
     assert len(up.requests) == statuses.count(200)
     # every slot came back: the next three all pass at once
-    assert await asyncio.gather(one(), one(), one()) == [200, 200, 200]
+    assert list(await asyncio.gather(one(), one(), one())) == [200, 200, 200]
 
 
 async def test_token_budget_counts_reported_usage(make_upstream: UpstreamFactory, make_proxy: ProxyFactory,

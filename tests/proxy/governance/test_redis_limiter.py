@@ -58,7 +58,7 @@ async def test_concurrency_slots_are_shared_and_come_back(make_upstream: Upstrea
     assert statuses.count(200) == 3 and statuses.count(429) == 17
     await settled(a, b)
     up.script.hang_s = 0
-    assert await asyncio.gather(post(http, a, key), post(http, b, key), post(http, a, key)) == [200, 200, 200]
+    assert list(await asyncio.gather(post(http, a, key), post(http, b, key), post(http, a, key))) == [200, 200, 200]
 
 
 async def test_reported_tokens_are_owed_across_replicas(make_upstream: UpstreamFactory, make_proxy: ProxyFactory,

@@ -15,7 +15,7 @@ from proxy.policy.settings import DetectorSettings, PolicySettings, RuleSettings
 
 class Broken:
     version = "x"
-    labels = ("x",)
+    labels: tuple[str, ...] = ("x",)
     directions: frozenset[Direction] = frozenset({"request", "response"})
 
     def __init__(self, name: str, how: str) -> None:

@@ -34,7 +34,8 @@ async def stream_through(proxy: RunningProxy) -> tuple[str, list[str | None]]:
     """Stream one chat through the proxy with the real client: the text and each choice's finish reason."""
     async with client(proxy) as openai:
         stream = await openai.chat.completions.create(model="m", messages=messages("hi"), stream=True)
-        text, reasons = "", []
+        text = ""
+        reasons: list[str | None] = []
         async for chunk in stream:
             for choice in chunk.choices:
                 text += choice.delta.content or ""

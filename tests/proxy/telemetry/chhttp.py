@@ -104,7 +104,7 @@ class FakeClickHouse:
         if match:
             sql = sql[: match.start()]
         with self._lock:
-            conn = chdb.connect(self.path)  # a fresh handle per request: SET must not outlive it
+            conn = chdb.connect(self.path)  # type: ignore[no-untyped-call]  # a fresh handle per request: SET must not outlive it
             tmp = None
             try:
                 if database:

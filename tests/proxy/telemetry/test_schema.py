@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -13,6 +14,11 @@ from proxy.telemetry.queries import DASHBOARD_QUERIES, dashboard_query
 from proxy.telemetry.schema import MIGRATIONS, TABLES, Target, render_all, ttl_days
 from proxy.telemetry.store import open_store
 from tests.proxy.telemetry.conftest import WriterFactory, count, eventually
+
+
+def by_name(rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """Two-column result rows (name, value) as a dict."""
+    return {str(name): value for name, value in rows}
 
 
 async def test_migrate_creates_the_writers_tables_once(chdb_settings: Callable[..., TelemetrySettings],
@@ -37,7 +43,7 @@ async def test_migrate_creates_the_writers_tables_once(chdb_settings: Callable[.
     codecs = chdb_client.query(
         f"SELECT name, compression_codec FROM system.columns WHERE database = '{db}' AND table = 'requests'"
     ).result_rows
-    assert dict(codecs)["ts"] == "CODEC(Delta(8), ZSTD(1))"
+    assert by_name(codecs)["ts"] == "CODEC(Delta(8), ZSTD(1))"
 
 
 async def test_migrations_apply_in_version_order(chdb_settings: Callable[..., TelemetrySettings],
@@ -65,7 +71,7 @@ async def test_retention_follows_the_config(chdb_settings: Callable[..., Telemet
     finally:
         await store.close()
     sql = f"SELECT name, engine_full FROM system.tables WHERE database = '{db}'"
-    engines = dict(chdb_client.query(sql).result_rows)
+    engines = by_name(chdb_client.query(sql).result_rows)
     assert ttl_days(engines["requests"]) == 30 and ttl_days(engines["audit_actions"]) == 365
     with pytest.raises(ValueError, match="unknown table"):
         target_for(chdb_settings(retention_days_by_table={"nope": 1}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,7 @@ def test_the_replay_intent_survives_a_reopen(tmp_path: Path) -> None:
     for i in range(3):
         spool.append(encode(entry(i)))
     records = spool.read(10, 1000)
-    intent = {"end": list(records[1].end), "groups": [[0, 1]], "solo": False, "skip": []}
+    intent: dict[str, Any] = {"end": list(records[1].end), "groups": [[0, 1]], "solo": False, "skip": []}
     spool.set_intent(intent)
     spool.close()
     reopened = Spool(tmp_path, max_bytes=1 << 20)
