@@ -236,7 +236,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="open-loop offered rates, req/s (default 200,500)")
     parser.add_argument("--awake", type=lambda s: [int(r) for r in s.split(",")], default=[], metavar="RATES",
                         help="open loop once more at these rates (e.g. 200) with the proxy CPUs kept from idling "
-                             "(an idle-class spinner): how much of the added latency is the VM waking an idle vCPU")
+                             "(an idle-class spinner): how much of the added latency is the VM waking an idle vCPU; "
+                             "the checks read 200 req/s, other rates go to the JSON only")
     parser.add_argument("--overload", action="store_true", help="run open-loop rates above a target's capacity too")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
