@@ -37,19 +37,25 @@ async def test_every_request_leaves_a_row(
         await r.read()
     async with http.post(proxy.url + "/v1/chat/completions", data=b"{") as r:
         assert r.status == 400
-    await eventually(lambda: count(chdb_client, db) == 2, what="two request rows")
+    async with http.post(proxy.url + "/v1/chat/completions", json={"model": "m1", "messages": [], "stream": True},
+                         headers={"X-Request-Id": "req-streamed"}) as r:
+        assert r.status == 200
+        await r.read()
+    await eventually(lambda: count(chdb_client, db) == 3, what="three request rows")
     # The rows are visible in the store a moment before the writer's coroutine counts them.
     written = {"table": "requests"}
-    await eventually(lambda: proxy.metric("warden_telemetry_rows_written_total", written) == 2, what="the count")
+    await eventually(lambda: proxy.metric("warden_telemetry_rows_written_total", written) == 3, what="the count")
     rows = chdb_client.query(
-        f"SELECT request_id, route, model, backend, status, latency_ms > 0, ttfb_ms > 0, upstream_ms > 0, "
+        f"SELECT request_id, route, model, backend, status, stream, latency_ms > 0, ttfb_ms > 0, upstream_ms > 0, "
         f"prompt_template_id, prompt_template_version, dateDiff('second', ts, now64(3)) < 60 "
-        f"FROM `{db}`.requests ORDER BY status").result_rows
-    assert rows[0] == ("req-1", "/v1/chat/completions", "m1", up.url, 200, True, True, True, "support-bot", "7", True)
-    assert rows[1][1:5] == ("/v1/chat/completions", "", "", 400)
+        f"FROM `{db}`.requests ORDER BY status, request_id").result_rows
+    assert rows[0] == ("req-1", "/v1/chat/completions", "m1", up.url, 200, False, True, True, True, "support-bot",
+                       "7", True)
+    assert rows[1][:6] == ("req-streamed", "/v1/chat/completions", "m1", up.url, 200, True)
+    assert rows[2][1:6] == ("/v1/chat/completions", "", "", 400, False)
     async with http.get(proxy.url + "/metrics") as r:
         text = await r.text()
-    assert 'warden_telemetry_rows_written_total{table="requests"} 2.0' in text
+    assert 'warden_telemetry_rows_written_total{table="requests"} 3.0' in text
     assert "warden_telemetry_spool_full 0.0" in text
 
 

@@ -8,10 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
+from proxy.relay import Exchange
 from proxy.settings import TelemetrySettings
+from proxy.telemetry import TelemetryWriter
+from proxy.telemetry.events import request_row
 from proxy.telemetry.spool import decode
 from proxy.telemetry.store import HttpStore, Store, open_store
 from tests.proxy.telemetry.chhttp import FakeClickHouse
@@ -38,6 +42,31 @@ async def test_rows_arrive_in_few_large_inserts(chdb_settings: Callable[..., Tel
     defaults = chdb_client.query(
         f"SELECT tenant, ttfb_ms, detection_categories, attrs, stream FROM `{db}`.requests LIMIT 1").result_rows
     assert defaults == [("", None, [], {}, False)]
+
+
+async def test_tuple_rows_and_dict_rows_share_a_batch(chdb_settings: Callable[..., TelemetrySettings],
+                                                     make_writer: WriterFactory, chdb_client: Client,
+                                                     db: str) -> None:
+    """The proxy emits `requests` rows as tuples in column order; other emitters still send dicts."""
+    writer = await make_writer(chdb_settings(flush_interval_s=0.05))
+    exchange = Exchange(request_id="as-tuple", started=0.0, model="m1", streamed=True)
+    writer.emit("requests", request_row(exchange, "/v1/chat/completions", 200, 0.01, None, {}))
+    writer.emit("requests", {"request_id": "as-dict", "status": 404})
+    await eventually(lambda: count(chdb_client, db) == 2)
+    rows = chdb_client.query(f"SELECT request_id, model, status, stream, ttfb_ms, detection_categories "
+                             f"FROM `{db}`.requests ORDER BY request_id").result_rows
+    assert rows == [("as-dict", "", 404, False, None, []), ("as-tuple", "m1", 200, True, None, [])]
+
+
+def test_a_tuple_of_the_wrong_width_is_refused_not_misfiled() -> None:
+    writer = TelemetryWriter(TelemetrySettings(), CollectorRegistry())
+    try:
+        with pytest.raises(ValueError, match="requests rows hold 2 values, the table 21 columns"):
+            writer._to_entry("b-1", "requests", [(1, "r")])
+        with pytest.raises(ValueError):  # rows of mixed widths
+            writer._to_entry("b-2", "requests", [(1,) * 21, (1,) * 20])
+    finally:
+        writer._io.shutdown()
 
 
 async def test_stop_flushes_everything_in_memory(chdb_settings: Callable[..., TelemetrySettings],
