@@ -25,7 +25,6 @@ import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from aiohttp import web
 
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
+from fresh_rounds import child_json, interleaved  # noqa: E402
 from overhead_common import CHAT_BODY, FIXED_RESPONSE  # noqa: E402
 
 from proxy.server import settle_heap  # noqa: E402
@@ -194,13 +194,8 @@ async def measure(target: str, requests: int, concurrency: int, workdir: Path) -
 
 def _one(target: str, args: argparse.Namespace) -> dict[str, Any]:
     """One target, one round, in a fresh process (its own imports and heap)."""
-    argv = [sys.executable, __file__, "--child", target, "--requests", str(args.requests),
-            "--concurrency", str(args.concurrency)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{target} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return child_json([sys.executable, __file__, "--child", target, "--requests", str(args.requests),
+                       "--concurrency", str(args.concurrency)], target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,13 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown target(s) {sorted(unknown)}; choose from {', '.join(TARGETS)}")
-    rounds: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
-    for round_no in range(1, args.rounds + 1):
-        for target in targets:
-            result = _one(target, args)
-            rounds[target].append(result)
-            print(f"round {round_no} {target:11s} {result['cpu_us']:7.1f} µs CPU/request "
-                  f"({result['wall_us']:.1f} µs wall)", flush=True)
+    rounds = interleaved(targets, args.rounds, lambda target: _one(target, args),
+                         lambda target, r: f"{target:11s} {r['cpu_us']:7.1f} µs CPU/request "
+                                           f"({r['wall_us']:.1f} µs wall)")
     summary = {t: statistics.median(r["cpu_us"] for r in rs) for t, rs in rounds.items()}
     # Other tenants of a shared host only ever add time, so the least of several rounds is the
     # closest to the code's own cost; on a noisy day (±30% between rounds) compare those.

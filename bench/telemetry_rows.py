@@ -24,7 +24,6 @@ import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fresh_rounds import child_json, interleaved
 from prometheus_client import CollectorRegistry
 
 from proxy.relay import Exchange
@@ -108,12 +108,8 @@ async def child(form: str, rate: int, seconds: float) -> dict[str, Any]:
 
 
 def run_child(form: str, args: argparse.Namespace) -> dict[str, Any]:
-    argv = [sys.executable, __file__, "--child", form, "--rate", str(args.rate), "--seconds", str(args.seconds)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{form} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return child_json([sys.executable, __file__, "--child", form, "--rate", str(args.rate),
+                       "--seconds", str(args.seconds)], form)
 
 
 def report(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -148,13 +144,9 @@ def main() -> int:
     if args.child:
         print(json.dumps(asyncio.run(child(args.child, args.rate, args.seconds))))
         return 0
-    rounds: dict[str, list[dict[str, Any]]] = {f: [] for f in FORMS}
-    for n in range(1, args.rounds + 1):
-        for form in FORMS:
-            result = run_child(form, args)
-            rounds[form].append(result)
-            print(f"round {n} {form:6s} {result['cpu_s'] / result['wall_s'] * 1000:6.1f} ms CPU/s "
-                  f"({result['rows']} rows in {result['wall_s']:.1f} s)", flush=True)
+    rounds = interleaved(FORMS, args.rounds, lambda form: run_child(form, args),
+                         lambda form, r: f"{form:6s} {r['cpu_s'] / r['wall_s'] * 1000:6.1f} ms CPU/s "
+                                         f"({r['rows']} rows in {r['wall_s']:.1f} s)")
     summary = report(rounds)
     print(f"\nProcess CPU per `requests` row at {args.rate} rows/s above the floor, median of {args.rounds} rounds:")
     for form, row in summary.items():
