@@ -7,7 +7,7 @@ from its event loop, 100 ticks a second, as the proxy's middleware feeds it. Thr
 in a fresh process per round, rounds interleaved so that a noisy minute hits all of them:
 
 - `floor`: the same ticking loop emitting nothing (what the harness itself costs);
-- `dict`: the row built as a 20-key dict, the form every row had before;
+- `dict`: the row built as a 19-key dict, the form every `requests` row had before;
 - `tuple`: `proxy.telemetry.events.request_row`, the tuple in column order the proxy emits now.
 
 Per form: process CPU per row above the floor (the median round), and where it went: the loop
