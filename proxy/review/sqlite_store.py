@@ -3,13 +3,21 @@
 sqlite3 calls block, so every operation is a small synchronous function run on a single-thread
 executor: the event loop never waits on the disk, and operations run one at a time in the
 order they were asked, which makes each claim and label atomic without locks.
+
+The file holds reviewers' text (raw outputs too, when `raw_text` is on) and password hashes, so
+it is made 0600 in 0700 directories with explicit modes, whatever the umask: the file is
+created before SQLite opens it, and SQLite gives its -wal and -shm files the database's mode
+(they are chmodded too, in case they predate this).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +45,10 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE TABLE IF NOT EXISTS traffic (
     model TEXT NOT NULL, stratum TEXT NOT NULL, seen INTEGER NOT NULL, PRIMARY KEY (model, stratum)
 );
+CREATE TABLE IF NOT EXISTS ended_sessions (nonce TEXT PRIMARY KEY, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS credentials (
+    reviewer TEXT PRIMARY KEY, replaces TEXT NOT NULL, password_hash TEXT NOT NULL
+);
 """
 _COLUMNS = ("id, created, request_id, tenant, model, route, backend, model_version, stratum, probability, verdict, "
             "prompt, output, findings, template_id, template_version, required, raw_output IS NOT NULL, "
@@ -44,6 +56,20 @@ _COLUMNS = ("id, created, request_id, tenant, model, route, backend, model_versi
 # Claimable by reviewer ?1 at time ?2.
 _OPEN = ("label_count < required AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.item_id = items.id AND l.reviewer = ?1)"
          " AND (lease_owner IS NULL OR lease_until < ?2 OR lease_owner = ?1)")
+
+
+def _private_file(path: Path) -> None:
+    """Creates `path` (and missing parent directories) private to this user, or makes it so."""
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+        os.chmod(directory, 0o700)  # mkdir's mode is cut by the umask
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", 0o600)
 
 
 def _filter_sql(filters: Filters) -> tuple[str, list[Any]]:
@@ -75,11 +101,13 @@ class SQLiteStore:
     async def open(self) -> None:
         def connect() -> None:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(self.path))
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
+            if self.path != ":memory:":
+                _private_file(Path(self.path))  # the -wal and -shm files exist now
             db.isolation_level = "DEFERRED"
             self._db = db
 
@@ -237,3 +265,27 @@ class SQLiteStore:
             return rows
 
         return await self._run(read)
+
+    async def end_session(self, nonce: str, expires: float) -> None:
+        def end(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM ended_sessions WHERE expires < ?", (time.time(),))
+            db.execute("INSERT OR REPLACE INTO ended_sessions (nonce, expires) VALUES (?, ?)", (nonce, expires))
+
+        await self._run(end)
+
+    async def session_ended(self, nonce: str) -> bool:
+        return await self._run(lambda db: db.execute(
+            "SELECT 1 FROM ended_sessions WHERE nonce = ?", (nonce,)).fetchone() is not None)
+
+    async def credential(self, reviewer: str, replaces: str) -> str | None:
+        def read(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT password_hash FROM credentials WHERE reviewer = ? AND replaces = ?",
+                             (reviewer, replaces)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(read)
+
+    async def save_credential(self, reviewer: str, replaces: str, password_hash: str) -> None:
+        await self._run(lambda db: db.execute(
+            "INSERT OR REPLACE INTO credentials (reviewer, replaces, password_hash) VALUES (?, ?, ?)",
+            (reviewer, replaces, password_hash)))

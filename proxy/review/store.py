@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from proxy.relay import FindingRecord
+from proxy.exchange import FindingRecord
 from proxy.review.estimates import Reviewed
 
 LABELS = ("ok", "violation", "unsure")
@@ -118,3 +118,13 @@ class ReviewStore(Protocol):
 
     async def export(self) -> list[dict[str, Any]]:
         """Every item with its labels, redacted text only (never raw)."""
+
+    async def end_session(self, nonce: str, expires: float) -> None:
+        """Logout: the session with this nonce is refused from now on (kept until it would expire anyway)."""
+
+    async def session_ended(self, nonce: str) -> bool: ...
+
+    async def credential(self, reviewer: str, replaces: str) -> str | None:
+        """The stronger hash saved for this reviewer while its configured hash is still `replaces`."""
+
+    async def save_credential(self, reviewer: str, replaces: str, password_hash: str) -> None: ...

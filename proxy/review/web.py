@@ -19,10 +19,10 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from proxy.review import export, pages
-from proxy.review.auth import Session, Signer, check_login
+from proxy.review.auth import HasherBusy, LoginThrottle, PasswordHasher, Session, Signer, retry_after
 from proxy.review.estimates import agreement, detector_quality, rates_by_model
 from proxy.review.service import ReviewService
-from proxy.review.settings import ReviewSettings
+from proxy.review.settings import ReviewerSettings, ReviewSettings
 from proxy.review.store import LABELS, Filters, Item, Label
 
 log = logging.getLogger("warden.review.web")
@@ -56,7 +56,7 @@ def _guard(handler: Plain) -> Plain:
 
 def _authed(handler: Authed) -> Plain:
     async def authed(self: ReviewWeb, request: web.Request) -> web.StreamResponse:
-        session = self.session_of(request)
+        session = await self.session_of(request)
         if session is None:
             return pages.redirect(f"{PREFIX}/login")
         form = None
@@ -76,21 +76,29 @@ def _filters(source: Any) -> Filters:
 
 
 class ReviewWeb:
-    def __init__(self, settings: ReviewSettings) -> None:
+    def __init__(self, settings: ReviewSettings, hasher: PasswordHasher | None = None,
+                 throttle: LoginThrottle | None = None) -> None:
         self.settings = settings
         self.env = pages.environment()
         self.signer = Signer.from_env(settings.session_secret_env)
         self.reviewers = {r.name: r for r in settings.reviewers}
+        self.hasher = hasher or PasswordHasher()  # its pool is shut down by `close` (the review cleanup context)
+        self.throttle = throttle or LoginThrottle()
         self.service: ReviewService | None = None  # set while the review cleanup context runs
+
+    async def close(self) -> None:
+        await self.hasher.close()
 
     @property
     def svc(self) -> ReviewService:
         assert self.service is not None  # _guard answers 503 before any handler runs without it
         return self.service
 
-    def session_of(self, request: web.Request) -> Session | None:
+    async def session_of(self, request: web.Request) -> Session | None:
         session = self.signer.read_session(request.cookies.get(SESSION_COOKIE))
-        return session if session is not None and session.reviewer in self.reviewers else None
+        if session is None or session.reviewer not in self.reviewers:
+            return None
+        return None if await self.svc.store.session_ended(session.nonce) else session
 
     def _cookie(self, request: web.Request, response: web.StreamResponse, name: str, value: str, ttl: float) -> None:
         secure = self.settings.cookie_secure == "always" or (self.settings.cookie_secure == "auto" and request.secure)
@@ -119,7 +127,10 @@ class ReviewWeb:
             return pages.error_page(self.env, 403, "form refused: its CSRF token is missing or wrong; reload the "
                                     "login page and try again")
         name, secret = str(form.get("name", "")), str(form.get("password", ""))
-        reviewer = check_login(self.settings.reviewers, name, secret) if name and secret else None
+        # No reviewer name is longer than 64 (settings); a longer one would only bloat the throttle's keys.
+        reviewer = await self._check_login(request, pre, name, secret) if 0 < len(name) <= 64 and secret else None
+        if isinstance(reviewer, web.Response):
+            return reviewer
         if reviewer is None:
             return pages.html(self.env, "login.html", status=401, reviewer=None,
                               csrf=self.signer.csrf_token("login:" + pre), error="wrong name or password")
@@ -129,8 +140,38 @@ class ReviewWeb:
         response.del_cookie(PRE_COOKIE, path=PREFIX)
         return response
 
+    async def _check_login(self, request: web.Request, pre: str, name: str,
+                           secret: str) -> ReviewerSettings | web.Response | None:
+        """Throttle first (a refused attempt costs no hash), then one hash off the loop."""
+        address = request.remote or "-"
+        wait = 1.0 if self.hasher.busy else self.throttle.admit(address, name, known=name in self.reviewers)
+        if wait <= 0:
+            configured = self.reviewers[name].password_hash if name in self.reviewers else None
+            upgraded = await self.svc.store.credential(name, configured or "")
+            try:
+                result = await self.hasher.authenticate(self.settings.reviewers, name, secret,
+                                                        {name: upgraded} if upgraded else {})
+            except HasherBusy:
+                wait = 1.0
+            else:
+                if result.reviewer is None:
+                    return None
+                self.throttle.succeeded(address, name)
+                if result.new_hash is not None and configured is not None:
+                    await self.svc.store.save_credential(name, configured, result.new_hash)
+                    log.warning("reviewer %s's password hash was below the current scrypt cost: the review store "
+                                "now keeps a stronger one; replace the config's with `python -m proxy.review.auth "
+                                "hash`", name)
+                return result.reviewer
+        response = pages.html(self.env, "login.html", status=429, reviewer=None,
+                              csrf=self.signer.csrf_token("login:" + pre),
+                              error=f"too many login attempts; try again in {retry_after(wait)} s")
+        response.headers["Retry-After"] = retry_after(wait)
+        return response
+
     @_authed
     async def logout(self, request: web.Request, session: Session, form: Form | None) -> web.StreamResponse:
+        await self.svc.store.end_session(session.nonce, session.expires)
         response = pages.redirect(f"{PREFIX}/login")
         response.del_cookie(SESSION_COOKIE, path=PREFIX)
         return response

@@ -2,6 +2,7 @@
 
 Routes must exist before the app starts (the router freezes), while the store opens in a
 cleanup context; the `ReviewWeb` holder bridges the two, answering 503 while no service runs.
+The holder's login hash pool starts no thread until the first login, and the context shuts it down.
 """
 
 from __future__ import annotations
@@ -53,5 +54,6 @@ def review_context(state: ProxyState) -> Callable[[web.Application], AsyncIterat
             state.observers.remove(service.observe)
             holder.service = None
             await service.stop(state.settings.server.shutdown_grace_s)
+            await holder.close()  # the login hash pool
 
     return ctx
