@@ -4,6 +4,8 @@ Keys are random (256 bits), so a fast hash is enough: there is nothing to brute-
 slow hash would cost every request. The id is public (logs, metrics, audit); the secret is not.
 The keys file is shared by `warden keys` and the admin API: every change is a read-modify-write
 under an exclusive lock, written to a temporary file and renamed, so a reader never sees half.
+The file and its lock are 0600, and directories made for them 0700, whatever the umask: the
+hashes are not secrets that unlock anything, but the tenants and key ids are nobody else's.
 """
 
 from __future__ import annotations
@@ -112,8 +114,14 @@ class KeysFile:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(self.path.suffix + ".lock"), "a") as lock:
+        missing = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
+        for directory in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(directory, 0o700)
+            os.chmod(directory, 0o700)  # mkdir's mode is cut by the umask
+        fd = os.open(self.path.with_suffix(self.path.suffix + ".lock"), os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield

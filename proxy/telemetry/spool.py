@@ -13,10 +13,14 @@ Layout of the spool directory:
 
 Not thread-safe by design: the writer calls it from its one I/O thread, which serialises every
 operation without locks. Fully replayed segments are deleted, which is what frees the disk cap.
+
+Spooled rows are prompts, outputs and audit events, so the directory is 0700 and every file in
+it 0600, with explicit modes whatever the process umask (`_private_dir`, `_open_private`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -25,7 +29,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 log = logging.getLogger("warden.telemetry.spool")
 
@@ -82,6 +86,23 @@ def _read_blob(f: BinaryIO) -> bytes | None:
     return header + payload
 
 
+def _private_dir(directory: Path) -> None:
+    """Creates `directory` and its missing parents as 0700; existing ones are the operator's to set."""
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(d, 0o700)
+        os.chmod(d, 0o700)  # mkdir's mode is cut by the umask
+
+
+def _open_private(path: Path, mode: str) -> BinaryIO:
+    """`open(path, mode)` in binary, but created 0600 (and made 0600 if an older run left it wider)."""
+    flags = {"ab": os.O_APPEND | os.O_WRONLY, "a+b": os.O_APPEND | os.O_RDWR, "wb": os.O_TRUNC | os.O_WRONLY}[mode]
+    fd = os.open(path, flags | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return cast(BinaryIO, os.fdopen(fd, mode))
+
+
 def decode(blob: bytes) -> Entry:
     body = json.loads(zlib.decompress(blob[HEADER.size:]))
     return Entry(body["id"], body["table"], body["names"], body["columns"], bool(body.get("attempted")))
@@ -92,8 +113,8 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
-        directory.mkdir(parents=True, exist_ok=True)
-        self._lock = (directory / "lock").open("a+b")
+        _private_dir(directory)
+        self._lock = _open_private(directory / "lock", "a+b")
         try:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -153,8 +174,8 @@ class Spool:
     def _save_cursor(self) -> None:
         path = self.directory / "cursor.json"
         tmp = path.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            json.dump({"cursor": list(self.cursor), "intent": self.intent}, f)
+        with _open_private(tmp, "wb") as f:
+            f.write(json.dumps({"cursor": list(self.cursor), "intent": self.intent}).encode())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -197,11 +218,11 @@ class Spool:
             number = last  # reopen the tail segment after a restart
         else:
             number = max(last if last is not None else -1, self.cursor[0] - 1) + 1
-        self._active = self._path(number).open("ab")
+        self._active = _open_private(self._path(number), "ab")
         self._sizes.setdefault(number, 0)
 
     def reject(self, record: Record) -> None:
-        with (self.directory / "rejected.spool").open("ab") as f:
+        with _open_private(self.directory / "rejected.spool", "ab") as f:
             f.write(record.blob)
             f.flush()
             os.fsync(f.fileno())
