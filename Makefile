@@ -48,11 +48,9 @@ test: $(VENV)/.installed-test lint typecheck unit
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check proxy detectors drift dashboards tests bench
 
-# The packages, tests/ and bench/ (pyproject.toml's [tool.mypy]); then the bench scripts named like the packages
-# they measure, which only their bench.* names can tell apart (the second run reuses the first one's cache).
+# The packages, tests/ and the bench package, in one run (pyproject.toml's [tool.mypy]).
 typecheck: $(VENV)/.installed-test
 	$(PY) -m mypy
-	$(PY) -m mypy -m bench.detectors -m bench.detectors_toxicity -m bench.drift
 
 unit: $(VENV)/.installed-test
 	$(PY) -m pytest -q
@@ -64,12 +62,12 @@ bench-deps:
 
 ## bench-telemetry: rows/s into chDB, inserts/s per table, latency added by the telemetry writer (~2 min)
 bench-telemetry: $(VENV)/.installed-test
-	$(PY) bench/telemetry.py
+	$(PY) -m bench.telemetry
 
 bench: $(VENV)/.installed-test bench-deps
 	$(PIP) install -e '.[bench]'
-	$(PY) bench/proxy_overhead.py
-	$(PY) bench/scanner.py
+	$(PY) -m bench.proxy_overhead
+	$(PY) -m bench.scanner
 
 clean:
 	rm -rf $(VENV) .warden .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,7 @@ closed-loop client sends a workload that repeats a few distinct deterministic pr
 A second phase prices the hit path against a plain relay: a 0 ms upstream, Warden relaying
 it (cache off), and Warden answering every request from the cache.
 
-    .venv/bin/python bench/cache.py [--delay-ms 30] [--prompts 20] [--concurrency 16] [--seconds 4]
+    .venv/bin/python -m bench.cache [--delay-ms 30] [--prompts 20] [--concurrency 16] [--seconds 4]
 """
 
 from __future__ import annotations
@@ -19,26 +19,27 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from aiohttp import web
 
-HERE = Path(__file__).resolve().parent
+from bench.harness import (
+    RESULTS,
+    ROOT,
+    bench_command,
+    chat_upstream,
+    free_port,
+    percentile_ms,
+    start_warden,
+    stop_processes,
+    wait_http,
+)
+
 ANSWER = "Paris is the capital of France; it has been since the tenth century, give or take a few kings."
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def upstream_app(delay_s: float) -> web.Application:
@@ -64,43 +65,21 @@ def upstream_app(delay_s: float) -> web.Application:
         await response.write(b"data: [DONE]\n\n")
         return response
 
-    async def models(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_get("/v1/models", models)
-    return app
+    return chat_upstream(chat)
 
 
-def spawn(args: list[str], cwd: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *args], cwd=cwd, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start_upstream(port: int, delay_ms: float) -> subprocess.Popen[bytes]:
+    """This module's own upstream, in a process of its own: the proxies and the client must not share
+    its event loop."""
+    return subprocess.Popen(bench_command("cache", "--serve-upstream", str(port), "--delay-ms", str(delay_ms)),
+                            cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def wait_ready(url: str, path: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            try:
-                async with session.get(url + path) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} never became ready")
-
-
-def warden(tmp: str, name: str, upstream: str, cache: bool) -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
-    config = {"listen": {"port": port}, "telemetry": {"enabled": False},
+def warden(tmp: Path, name: str, upstream: str, cache: bool) -> tuple[str, subprocess.Popen[bytes]]:
+    config = {"listen": {"port": free_port()}, "telemetry": {"enabled": False},
               "upstreams": [{"name": "m", "backends": [{"url": upstream}]}], "cache": {"enabled": cache}}
-    path = Path(tmp) / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    workdir = Path(tmp) / name
-    workdir.mkdir()
-    return f"http://127.0.0.1:{port}", spawn(["-m", "proxy", "--log-level", "warning", "serve", "--config",
-                                               str(path)], str(workdir))
+    proc, url = start_warden(name, config, tmp, quiet=True)
+    return url, proc
 
 
 def body(prompt: int, stream: bool) -> bytes:
@@ -135,9 +114,8 @@ async def closed_loop(url: str, prompts: int, stream: bool, concurrency: int, se
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
     return {"requests": len(latencies), "rps": len(latencies) / elapsed, "errors": errors, "cache": hows,
-            "p50_ms": statistics.median(latencies) * 1000, "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] * 1000}
+            "p50_ms": statistics.median(latencies) * 1000, "p99_ms": percentile_ms(latencies, 99)}
 
 
 async def sequential(url: str, n: int) -> dict[str, Any]:
@@ -150,8 +128,7 @@ async def sequential(url: str, n: int) -> dict[str, Any]:
                                     headers={"Content-Type": "application/json"}) as resp:
                 await resp.read()
             latencies.append(time.perf_counter() - started)
-    latencies.sort()
-    return {"p50_ms": statistics.median(latencies) * 1000, "p99_ms": latencies[int(0.99 * (n - 1))] * 1000}
+    return {"p50_ms": statistics.median(latencies) * 1000, "p99_ms": percentile_ms(latencies, 99)}
 
 
 def med(rounds: list[dict[str, Any]], key: str) -> float:
@@ -162,21 +139,20 @@ def med(rounds: list[dict[str, Any]], key: str) -> float:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, Any] = {"workload": {}, "hit_path": {}}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
         try:
             slow, fast = free_port(), free_port()
-            for port, delay in ((slow, args.delay_ms), (fast, 0.0)):
-                procs.append(spawn([str(HERE / "cache.py"), "--serve-upstream", str(port), "--delay-ms", str(delay)],
-                                   tmp))
+            procs += [start_upstream(slow, args.delay_ms), start_upstream(fast, 0.0)]
             slow_url, fast_url = f"http://127.0.0.1:{slow}", f"http://127.0.0.1:{fast}"
             targets = {"cache off": warden(tmp, "off", slow_url, False), "cache on": warden(tmp, "on", slow_url, True),
                        "relay (0 ms upstream)": warden(tmp, "relay", fast_url, False),
                        "hit (0 ms upstream)": warden(tmp, "hit", fast_url, True)}
             procs += [p for _, p in targets.values()]
             for url in (slow_url, fast_url):
-                await wait_ready(url, "/v1/models")
-            for url, _ in targets.values():
-                await wait_ready(url, "/readyz")
+                await wait_http(url + "/v1/models")
+            for url, proc in targets.values():
+                await wait_http(url + "/readyz", proc)
             for stream in (False, True):
                 kind = "sse" if stream else "json"
                 rounds: dict[str, list[dict[str, Any]]] = {"cache off": [], "cache on": []}
@@ -197,13 +173,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"# {name}: sequential p50 {seq['p50_ms']:.2f} ms p99 {seq['p99_ms']:.2f} ms; "
                       f"{loop['rps']:.0f} req/s at c={args.concurrency}, {loop['cache']}", flush=True)
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes(procs)
     return results
 
 
@@ -235,7 +205,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sequential", type=int, default=300)
-    parser.add_argument("--json", default=str(HERE / "results" / "cache.json"))
+    parser.add_argument("--json", default=str(RESULTS / "cache.json"))
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:

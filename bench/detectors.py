@@ -22,8 +22,8 @@ difference is attributed to its cause, and one without a documented cause (the g
 prefilter's no-capitalised-word-no-NER rule, the added Mastercard 2-series recognizer) fails the run.
 Accuracy against the labels is printed for both.
 
-    .venv/bin/python bench/detectors.py --only pii            # ~2 minutes on 2 cores
-    .venv/bin/python bench/detectors.py --only pii --quick    # ~40 s smoke run
+    .venv/bin/python -m bench.detectors --only pii            # ~2 minutes on 2 cores
+    .venv/bin/python -m bench.detectors --only pii --quick    # ~40 s smoke run
     .venv/bin/python -m bench.detectors                       # every detector
 """
 
@@ -34,18 +34,16 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0]).resolve() == HERE:  # run as a script: this file must not shadow the
-    sys.path.insert(0, str(HERE.parent))               # `detectors` package, so the repo root goes first
+from bench.harness import RESULTS as RESULTS_DIR
+
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # before presidio: no suffix-list download
-RESULTS = HERE / "results" / "detectors.json"
+RESULTS = RESULTS_DIR / "detectors.json"
 PII_TARGET_X = 3.0  # batched runner against presidio per call, CPU-time throughput
 
 Triple = tuple[str, int, int]
@@ -242,7 +240,7 @@ def print_pii(result: dict[str, Any]) -> None:
         print(f"{'PASS' if ok else 'FAIL'}  {check}")
 
 
-# --- toxicity (bench/detectors_toxicity.py) ------------------------------------------------------
+# --- toxicity (bench.detectors_toxicity) --------------------------------------------------------
 
 def bench_toxicity(quick: bool = False) -> dict[str, Any]:
     from bench.detectors_toxicity import run_toxicity_bench

@@ -11,10 +11,9 @@ text at a time through an in-process `MicroBatcher` (the scanner's batcher, with
 so batches form from concurrent callers exactly as in the scanner. Both sides get the same torch
 threads. The batched scores are compared with the per-call ones (max abs diff).
 
-    .venv/bin/python bench/detectors_toxicity.py              # ~1.5 minutes on 2 cores
-    .venv/bin/python bench/detectors_toxicity.py --seconds 2  # quicker, noisier
-From bench/detectors.py: `from bench.detectors_toxicity import run_toxicity_bench` (run it as
-`python -m bench.detectors`: as a script, bench/detectors.py would shadow the `detectors` package).
+    .venv/bin/python -m bench.detectors_toxicity              # ~1.5 minutes on 2 cores
+    .venv/bin/python -m bench.detectors_toxicity --seconds 2  # quicker, noisier
+`python -m bench.detectors --only toxicity` runs it too, through `run_toxicity_bench`.
 The bert checkpoint is cached in bench/.cache/toxicity/ (~440 MB).
 """
 
@@ -25,31 +24,22 @@ import asyncio
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0]).resolve() == HERE:  # run as a script: the repo root goes first, so
-    sys.path.insert(0, str(HERE.parent))              # bench/detectors.py cannot shadow the package
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may touch the network
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402  (after the environment above, which transformers reads at import)
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-_WORD_TEXT = (
-    "the be to of and a in that have it for not on with he as you do at this but his by from they we say her "
-    "she or an will my one all would there their what so up out if about who get which go me when make can "
-    "like time no just him know take people into year your good some could them see other than then now look "
-    "only come its over think also back after use two how our work first well way even new want because any "
-    "these give day most us great thing man world life hand part child eye woman place week case point company "
-    "number group problem fact stupid idiot hate kill dumb ugly awful terrible love thanks please help sorry"
-)
-WORDS = _WORD_TEXT.split()
-LABELS = ["toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack"]
+from bench.harness import BENCH
+from bench.scanner_models import LABELS
+from bench.scanner_models import WORDS as WORD_TEXT
+
+WORDS = WORD_TEXT.split()
 
 
 def chat_texts(n: int, seed: int = 0) -> list[str]:
@@ -147,7 +137,7 @@ def compare(per: np.ndarray[Any, Any], outputs: dict[int, Any], n_texts: int) ->
 
 
 def run_toxicity_bench(seconds: float = 5.0, threads: int = 2, concurrency: int = 128,
-                       cache: Path = HERE / ".cache") -> dict[str, Any]:
+                       cache: Path = BENCH / ".cache") -> dict[str, Any]:
     """Both models, per call and batched; returns a JSON-able dict."""
     from detectors.runtime.settings import ModelSettings
     from detectors.toxicity import load_bilstm_runner, load_detoxify_runner

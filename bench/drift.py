@@ -10,7 +10,7 @@ it runs (no target: on a CPU the numpy path is the one to use). Median of `--rou
 after one warm-up; under each row, the median time of each stage (`Comparison.timings`), so a
 GPU run shows what is left where.
 
-    .venv/bin/python bench/drift.py [--rounds 7] [--json bench/results/drift.json]
+    .venv/bin/python -m bench.drift [--rounds 7] [--json bench/results/drift.json]
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,12 +27,8 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0]).resolve() == HERE:  # run as a script: this file must not shadow the
-    sys.path.insert(0, str(HERE.parent))               # `drift` package, so the repo root goes first
-
-from drift.compare import Sample, compare  # noqa: E402
-from drift.config import StatsConfig  # noqa: E402
+from drift.compare import Sample, compare
+from drift.config import StatsConfig
 
 TARGET_CPU_MS, TARGET_GPU_MS = 200.0, 20.0
 STAGES = (("permutation", "permutation tests"), ("classifier", "classifier"), ("ks", "KS"),

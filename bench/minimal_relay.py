@@ -7,22 +7,19 @@ this, so whatever Warden costs beyond it is Warden's own code, not aiohttp's.
 `--client lean` swaps aiohttp's ClientSession for Warden's own HTTP/1.1 client (the one its
 relay uses): the same floor with the same client, so the gap to Warden is its features alone.
 
-    python bench/minimal_relay.py --upstream http://127.0.0.1:9000 --port 9100 [--uvloop] [--client lean]
+    python -m bench.minimal_relay --upstream http://127.0.0.1:9000 --port 9100 [--uvloop] [--client lean]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from proxy.upstream.http1 import Http1Client
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)

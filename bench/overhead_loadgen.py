@@ -7,8 +7,8 @@ counts against every request it delays: no coordinated omission. `send_lag` repo
 the generator itself sent requests (timer granularity, its own CPU), which bounds the noise it
 adds; it is the same for every target, so differences against `direct` cancel most of it.
 
-    python bench/overhead_loadgen.py rate --url http://127.0.0.1:9000/v1/chat/completions --rate 200 --duration 10
-    python bench/overhead_loadgen.py ttfb --url http://127.0.0.1:9000/v1/chat/completions --iterations 400
+    python -m bench.overhead_loadgen rate --url http://127.0.0.1:9000/v1/chat/completions --rate 200 --duration 10
+    python -m bench.overhead_loadgen ttfb --url http://127.0.0.1:9000/v1/chat/completions --iterations 400
 """
 
 from __future__ import annotations
@@ -23,26 +23,10 @@ import time
 from typing import Any
 
 import aiohttp
-from overhead_common import API_KEY, CHAT_BODY, STREAM_BODY
+
+from bench.harness import API_KEY, CHAT_BODY, STREAM_BODY, summary_ms
 
 HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no samples."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def summary_ms(values: list[float]) -> dict[str, float | None]:
-    def ms(v: float | None) -> float | None:
-        return None if v is None else round(v * 1000, 4)
-
-    return {"p50": ms(percentile(values, 50)), "p90": ms(percentile(values, 90)),
-            "p99": ms(percentile(values, 99)), "max": ms(max(values) if values else None)}
 
 
 async def open_loop(url: str, rate: float, duration: float, max_inflight: int, timeout_s: float) -> dict[str, Any]:

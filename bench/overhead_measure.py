@@ -17,9 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from overhead_common import CHAT_BODY, CLK_TCK, cpu_seconds
-
-BENCH = Path(__file__).resolve().parent
+from bench.harness import CHAT_BODY, CLK_TCK, ROOT, bench_command, cpu_seconds, summary_ms
 
 WRK_LUA = f"""wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -116,8 +114,8 @@ def summarise_wrk(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_loadgen(load_cpus: str, *loadgen_args: str, timeout_s: float) -> dict[str, Any]:
-    argv = ["taskset", "-c", load_cpus, sys.executable, str(BENCH / "overhead_loadgen.py"), *loadgen_args]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    argv = ["taskset", "-c", load_cpus, *bench_command("overhead_loadgen", *loadgen_args)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"loadgen {loadgen_args[0]} failed: {proc.stderr[-2000:]}")
     return dict(json.loads(proc.stdout))
@@ -125,8 +123,6 @@ def run_loadgen(load_cpus: str, *loadgen_args: str, timeout_s: float) -> dict[st
 
 def pool(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
     """Percentiles over the raw samples of every round; counters summed. Raw samples are dropped."""
-    from overhead_loadgen import summary_ms
-
     samples = [us / 1e6 for run in runs for us in run.pop("samples_us", [])]
     out: dict[str, Any] = {key: summary_ms(samples), "samples": len(samples), "rounds": runs}
     for counter in ("scheduled", "ok", "failed", "dropped", "errors"):

@@ -11,10 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from overhead_common import API_KEY, FIXED_RESPONSE, MODEL, MODELS_RESPONSE, Child
+from bench.harness import API_KEY, BENCH, FIXED_RESPONSE, MODEL, MODELS_RESPONSE, Child, bench_command
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
 PY = sys.executable
 WARDEN = str(Path(PY).parent / "warden")
 NGINX = "/usr/sbin/nginx"
@@ -92,7 +90,7 @@ def start_nginx_proxy(port: int, upstream_port: int, tmp: Path, cpus: str) -> Ch
 
 
 def start_upstream_sse(port: int, log_dir: Path, cpus: str) -> Child:
-    return Child("upstream-sse", [PY, str(BENCH / "upstream_sse.py"), "--port", str(port)], cpus, log_dir)
+    return Child("upstream-sse", bench_command("upstream_sse", "--port", str(port)), cpus, log_dir)
 
 
 def start_warden(name: str, port: int, upstream: str, log_dir: Path, cpus: str, *, uvloop: bool = True,
@@ -127,7 +125,7 @@ def start_warden(name: str, port: int, upstream: str, log_dir: Path, cpus: str, 
 
 def start_relay(name: str, port: int, upstream: str, log_dir: Path, cpus: str, *, uvloop: bool,
                 client: str = "aiohttp") -> Child:
-    argv = [PY, str(BENCH / "minimal_relay.py"), "--upstream", upstream, "--port", str(port), "--client", client]
+    argv = bench_command("minimal_relay", "--upstream", upstream, "--port", str(port), "--client", client)
     return Child(name, [*argv, "--uvloop"] if uvloop else argv, cpus, log_dir)
 
 

@@ -11,10 +11,10 @@ per target and round, targets interleaved.
 
 Targets: `warden` (telemetry off, detectors off, as `warden serve --upstream`), `warden-tel`
 (with the embedded chDB telemetry: its flush thread's CPU counts too) and `relay-lean` (the
-minimal relay's handler on Warden's client, `bench/minimal_relay.py --client lean`), the floor
+minimal relay's handler on Warden's client, `python -m bench.minimal_relay --client lean`), the floor
 with the same server and client, so the ratio is the price of Warden's features alone.
 
-    .venv/bin/python bench/proxy_cpu.py [--requests 20000] [--rounds 3] [--only warden,relay-lean]
+    .venv/bin/python -m bench.proxy_cpu [--requests 20000] [--rounds 3] [--only warden,relay-lean]
 """
 
 from __future__ import annotations
@@ -34,13 +34,9 @@ from typing import Any
 import httptools
 from aiohttp import web
 
-BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH.parent), str(BENCH)]
-from fresh_rounds import child_json, interleaved  # noqa: E402
-from overhead_common import CHAT_BODY, FIXED_RESPONSE  # noqa: E402
-
-from proxy.server import settle_heap  # noqa: E402
-from proxy.upstream import http1  # noqa: E402
+from bench.harness import CHAT_BODY, FIXED_RESPONSE, bench_command, child_json, interleaved
+from proxy.server import settle_heap
+from proxy.upstream import http1
 
 TARGETS = ("warden", "warden-tel", "relay-lean")
 UPSTREAM = "http://127.0.0.1:9"  # never dialled: the fake transport stands in for it
@@ -135,7 +131,7 @@ class _Client:
 
 async def _app(target: str, workdir: Path) -> web.AppRunner:
     if target == "relay-lean":
-        import minimal_relay
+        from bench import minimal_relay
 
         app = web.Application()
         app[minimal_relay.UPSTREAM] = UPSTREAM
@@ -143,7 +139,7 @@ async def _app(target: str, workdir: Path) -> web.AppRunner:
         app.router.add_route("*", "/{tail:.*}", minimal_relay.relay_lean)
         runner = web.AppRunner(app, access_log=None)
     else:
-        from proxy.app import create_app
+        from proxy.app.factory import create_app
         from proxy.settings import build_settings
 
         group = {"name": "default", "models": ["*"], "backends": [{"url": UPSTREAM}], "health": {"interval_s": 3600}}
@@ -194,8 +190,8 @@ async def measure(target: str, requests: int, concurrency: int, workdir: Path) -
 
 def _one(target: str, args: argparse.Namespace) -> dict[str, Any]:
     """One target, one round, in a fresh process (its own imports and heap)."""
-    return child_json([sys.executable, __file__, "--child", target, "--requests", str(args.requests),
-                       "--concurrency", str(args.concurrency)], target)
+    return child_json(bench_command("proxy_cpu", "--child", target, "--requests", str(args.requests),
+                                    "--concurrency", str(args.concurrency)), target)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,9 @@ first `data:` line at concurrency 1. Targets are measured *interleaved* (round 1
 then round 2, ...) so that a noisy minute on a shared machine hits all of them alike, and each
 figure is the median of its rounds (latency percentiles over the pooled samples). See README.md.
 
-    .venv/bin/python bench/proxy_overhead.py            # full run, ~7-9 minutes
-    .venv/bin/python bench/proxy_overhead.py --quick    # ~1.5-2 minute smoke run
-    .venv/bin/python bench/proxy_overhead.py --only warden,relay
+    .venv/bin/python -m bench.proxy_overhead            # full run, ~7-9 minutes
+    .venv/bin/python -m bench.proxy_overhead --quick    # ~1.5-2 minute smoke run
+    .venv/bin/python -m bench.proxy_overhead --only warden,relay
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import overhead_measure as measure
-import overhead_report as report
-import overhead_servers as servers
-from overhead_common import Child, cpu_seconds, free_port, wait_ready
-from overhead_env import describe
+from bench import overhead_measure as measure
+from bench import overhead_report as report
+from bench import overhead_servers as servers
+from bench.harness import RESULTS, Child, cpu_seconds, first_line, free_port, machine, wait_ready
 
 KEYS = ("direct", "warden", "warden-notel", "warden-noloop", "warden-x2", "relay", "relay-noloop", "relay-lean",
         "nginx", "litellm")
@@ -245,7 +244,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--proxy-cpus", default="1", help="taskset CPUs for each proxy under test (default 1)")
     parser.add_argument("--x2-cpus", default="0,1", help="taskset CPUs for the 2 Warden processes (default 0,1)")
     parser.add_argument("--no-litellm-install", action="store_true", help="do not create bench/.venv-litellm")
-    parser.add_argument("--json", type=Path, default=servers.BENCH / "results" / "proxy_overhead.json")
+    parser.add_argument("--json", type=Path, default=RESULTS / "proxy_overhead.json")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir of configs and server logs")
     args = parser.parse_args(argv)
     for name, full, short in (("duration", 6.0, 2.0), ("repeat", 3, 1), ("warmup", 2.0, 1.0),
@@ -259,6 +258,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if "direct" not in args.only:
         args.only.insert(0, "direct")
     return args
+
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    """The machine, the tools' versions and the pinning: what another run must match to compare."""
+    import aiohttp
+    import uvloop
+
+    return {
+        **machine(),
+        "aiohttp": aiohttp.__version__,
+        "uvloop": getattr(uvloop, "__version__", "unknown"),
+        "nginx": first_line([servers.NGINX, "-v"]),
+        "wrk": first_line(["wrk", "--version"]),
+        "pinning": {"load_and_upstreams": args.load_cpus, "proxy": args.proxy_cpus, "warden_x2": args.x2_cpus},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -327,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.proxy_cpus}; Warden ×2 on CPUs {args.x2_cpus}.\n")
     print(table + "\n\n" + report.checks_markdown(items) + "\n")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"environment": describe(args), "complete": not interrupted, "results": results,
+    args.json.write_text(json.dumps({"environment": environment(args), "complete": not interrupted, "results": results,
                                      "checks": [c.as_dict() for c in items], "markdown_table": table},
                                     indent=2, default=str) + "\n")
     print(f"# JSON written to {args.json}")

@@ -18,8 +18,8 @@ teams) does not, so with the policy unset a busy machine slows the baseline 4-8x
 scanner and the ratio measures that accident, not batching. On CUDA the same script runs the bf16
 GPU variant and checks the GPU targets.
 
-    .venv/bin/python bench/scanner.py            # CPU: ~9 minutes on 2 cores
-    .venv/bin/python bench/scanner.py --quick    # ~3 minute smoke run
+    .venv/bin/python -m bench.scanner            # CPU: ~9 minutes on 2 cores
+    .venv/bin/python -m bench.scanner --quick    # ~3 minute smoke run
 Models are cached in bench/.cache/ (gitignore it); results go to bench/results/scanner.json.
 """
 
@@ -39,9 +39,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-# The project root first: a bench/detectors.py (another bench's module) must not shadow the package.
-sys.path.insert(0, str(HERE.parent))
+from bench.harness import BENCH, RESULTS
+
 CPU_TARGET_X = 3.0
 GPU_TARGETS = {"texts_per_s": 15000.0, "of_raw": 0.8, "vs_per_request": 8.0, "p99_ms_at_half": 15.0}
 FP32_TOLERANCE = 1e-4  # "identical to ~1e-5": batched-with-padding vs unpadded fp32 kernels
@@ -118,7 +117,7 @@ def _warm_worker(_: int) -> int:
 
 class Bench:
     def __init__(self, args: argparse.Namespace, device: str, models: dict[str, Any]) -> None:
-        import scanner_models as sm
+        from bench import scanner_models as sm
 
         self.sm, self.args, self.device, self.gpu = sm, args, device, device == "cuda"
         self.models = models
@@ -282,7 +281,7 @@ def fmt(value: Any, width: int = 9) -> str:
 
 
 def print_study(kind: str, mix: str, s: dict[str, Any], base_name: str, batch: int) -> None:
-    import scanner_models as sm
+    from bench import scanner_models as sm
 
     print(f"\n== {kind} · {mix} ({sm.MIXES[mix]}) · load average at start {s['load_average_at_start']} ==")
     print(f"{'':40}{'texts/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'n':>9}{'cpu ms/text':>13}")
@@ -330,7 +329,7 @@ def targets(results: dict[str, Any], gpu: bool) -> list[dict[str, Any]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter slices, one round, two concurrency levels")
-    parser.add_argument("--json", type=Path, default=HERE / "results" / "scanner.json")
+    parser.add_argument("--json", type=Path, default=RESULTS / "scanner.json")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--seconds", type=float, help="length of each timed slice (default 5 CPU, 5 GPU, 2 quick)")
     parser.add_argument("--rounds", type=int, help="paired rounds (default 3, quick 1)")
@@ -345,14 +344,14 @@ def main() -> int:
                         help="OMP_WAIT_POLICY for baseline and scanner alike (see README: why passive)")
     parser.add_argument("--only", default="classifier/chat,classifier/long,embedder/chat,embedder/long")
     parser.add_argument("--classifier", type=Path, help="a real HF classifier dir instead of random weights")
-    parser.add_argument("--cache", type=Path, default=HERE / ".cache" / "scanner")
+    parser.add_argument("--cache", type=Path, default=BENCH / ".cache" / "scanner")
     args = parser.parse_args()
     os.environ.update(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore", TOKENIZERS_PARALLELISM="true")
     if args.omp_wait_policy != "unset":  # before torch loads libgomp; the scanner inherits it
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
-    import scanner_models as sm
     import torch
 
+    from bench import scanner_models as sm
     from detectors.runtime.models import load_runner
     from detectors.runtime.settings import ModelSettings
 

@@ -8,7 +8,7 @@ with the client's coalescing off (one frame per call) and on (one frame per loop
 same run, alternated over rounds. On the H200 run of 2026-11-28 the end-to-end runtime stopped
 near 4,500 texts/s for both models while the classifier alone did 16,900: this is that ceiling.
 
-    .venv/bin/python bench/scanner_ipc.py [--rounds 3] [--seconds 4] [--concurrency 256]
+    .venv/bin/python -m bench.scanner_ipc [--rounds 3] [--seconds 4] [--concurrency 256]
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))  # the package first: bench/detectors.py must not shadow it
+import numpy as np
 
-import numpy as np  # noqa: E402
+from bench.harness import RESULTS
 
 
 class NullRunner:
@@ -50,6 +48,12 @@ class NullRunner:
     def forward(self, batch: list[list[int]]) -> Any:
         return np.zeros((len(batch), 6), np.float32)
 
+    def warm_up(self) -> None:
+        """Nothing to warm: the scanner calls it before serving, as it does for a real model."""
+
+    def memory_bytes(self) -> int:
+        return 0  # no weights anywhere: nothing for the scanner's memory gauge to report
+
 
 def scanner_main(socket: str) -> None:
     from detectors.runtime.process import _loop_factory, serve
@@ -64,8 +68,8 @@ def scanner_main(socket: str) -> None:
 
 def one_load(pool: ProcessPoolExecutor, procs: int, pid: int, socket: str, args: argparse.Namespace,
              coalesce: bool) -> dict[str, float]:
-    import scanner as bench
-    import scanner_models as sm
+    from bench import scanner_models as sm
+    from bench.scanner import client_job
 
     texts = [f"a short prompt to scan, number {i}" for i in range(1000)]
     t0 = time.monotonic() + 0.5
@@ -73,7 +77,7 @@ def one_load(pool: ProcessPoolExecutor, procs: int, pid: int, socket: str, args:
     jobs = [{"address": f"unix://{socket}", "task": "toxicity", "texts": texts, "t0": t0, "seconds": args.seconds,
              "rate": None, "phase": 0.0, "offset": i * 7919, "op": "scan", "timeout_s": 60.0,
              "concurrency": args.concurrency // procs, "coalesce": coalesce} for i in range(procs)]
-    results = list(pool.map(bench.client_job, jobs))
+    results = list(pool.map(client_job, jobs))
     n = sum(len(r["lat"]) for r in results)
     elapsed = max(r["done"] for r in results) - t0
     lat = sorted(x for r in results for x in r["lat"])
@@ -89,7 +93,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--client-procs", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)))
-    parser.add_argument("--json", type=Path, default=HERE / "results" / "scanner_ipc.json")
+    parser.add_argument("--json", type=Path, default=RESULTS / "scanner_ipc.json")
     args = parser.parse_args()
     ctx = get_context("spawn")
     socket = str(Path(tempfile.mkdtemp(prefix="warden-ipc-")) / "scanner.sock")

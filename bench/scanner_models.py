@@ -1,4 +1,4 @@
-"""Models, texts and in-process measurements for bench/scanner.py (the scanner-runtime benchmark).
+"""Models, texts and in-process measurements for `bench.scanner` (the scanner-runtime benchmark).
 
 Kept apart from the load generator so the client worker processes, which import scanner.py,
 never import torch or transformers: a client that loads a model would steal the CPU it measures.
@@ -35,6 +35,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np
 import torch
+
+from bench.harness import percentile_ms, process_cpu_seconds
 
 LABELS = ["toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack"]
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -174,17 +176,14 @@ def median(values: list[float | None]) -> float | None:
 
 def proc_cpu_s(pid: int | None) -> float:
     """User+system CPU seconds of another process, all its threads included (from /proc)."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0 if pid is None else process_cpu_seconds(pid)
 
 
 def latency_ms(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50_ms": None, "p99_ms": None, "n": 0}
-    p50, p99 = np.percentile(np.asarray(values) * 1000, [50, 99])
-    return {"p50_ms": round(float(p50), 2), "p99_ms": round(float(p99), 2), "n": len(values)}
+    return {"p50_ms": round(percentile_ms(values, 50), 2), "p99_ms": round(percentile_ms(values, 99), 2),
+            "n": len(values)}
 
 
 def per_request(fn: Callable[[str], Any], texts: list[str], start: int, seconds: float, min_n: int) -> Slice:

@@ -10,7 +10,7 @@ stay within 3 per thread, and the keep-alive connections of the soak's client to
 the proxy to the upstream within `--concurrency` (all reported). Not part of `make test`; exits 1
 on FAIL.
 
-    .venv/bin/python bench/soak.py --minutes 10 [--rate 40] [--no-scanner]
+    .venv/bin/python -m bench.soak --minutes 10 [--rate 40] [--no-scanner]
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.support.procs import Child, fds_and_rss, start_fault_upstream, start_warden  # noqa: E402
+from bench.harness import RESULTS, percentile_ms
+from tests.support.procs import Child, fds_and_rss, start_fault_upstream, start_warden
 
 SECRET = "AKIAIOSFODNN7EXAMPLE"
 PROMPTS = ["Summarise the weather report for tomorrow, please.", f"my key is {SECRET}, keep it safe",
@@ -187,14 +186,11 @@ async def drive(url: str, warden: Child, upstream_url: str, args: argparse.Names
     return minutes
 
 
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000 if len(values) > 1 else 0.0
-
-
 def report_minute(index: int, m: Minute) -> None:
     fds, rss, _, _, stat_fds, threads, clients, upstreams = m.samples[-1] if m.samples else (0,) * 8
-    print(f"minute {index + 1:3d}: {len(m.latencies):6d} req  {m.errors} errors  p50 {pct(m.latencies, 50):7.2f} ms  "
-          f"p99 {pct(m.latencies, 99):7.2f} ms  rss {rss / 2**20:7.1f} MiB  fds {fds} (+{stat_fds} chDB thread "
+    p50, p99 = percentile_ms(m.latencies, 50), percentile_ms(m.latencies, 99)
+    print(f"minute {index + 1:3d}: {len(m.latencies):6d} req  {m.errors} errors  p50 {p50:7.2f} ms  "
+          f"p99 {p99:7.2f} ms  rss {rss / 2**20:7.1f} MiB  fds {fds} (+{stat_fds} chDB thread "
           f"stats, +{clients} client and {upstreams} upstream connections; {threads} threads)", flush=True)
 
 
@@ -210,8 +206,8 @@ def growth(minutes: list[Minute], warmup: int, column: int | tuple[int, ...]) ->
 
 def summary(minutes: list[Minute], args: argparse.Namespace) -> dict[str, Any]:
     rows = [{"minute": i + 1, "requests": len(m.latencies), "errors": m.errors,
-             "p50_ms": round(pct(m.latencies, 50), 2), "p90_ms": round(pct(m.latencies, 90), 2),
-             "p99_ms": round(pct(m.latencies, 99), 2),
+             "p50_ms": round(percentile_ms(m.latencies, 50), 2), "p90_ms": round(percentile_ms(m.latencies, 90), 2),
+             "p99_ms": round(percentile_ms(m.latencies, 99), 2),
              "rss_mib": round(m.samples[-1][1] / 2**20, 1) if m.samples else None,
              "rss_mib_mean": round(statistics.fmean(s[1] for s in m.samples) / 2**20, 1) if m.samples else None,
              "fds": m.samples[-1][0] if m.samples else None,
@@ -247,7 +243,7 @@ def main() -> int:
     parser.add_argument("--no-scanner", dest="scanner", action="store_false")
     parser.add_argument("--no-telemetry", dest="telemetry", action="store_false",
                         help="without the embedded chDB store (to tell its threads from Warden's own)")
-    parser.add_argument("--json", default=str(ROOT / "bench/results/soak.json"))
+    parser.add_argument("--json", default=str(RESULTS / "soak.json"))
     args = parser.parse_args()
     args.scanner = args.scanner and importlib.util.find_spec("toxic_classifier") is not None
     with tempfile.TemporaryDirectory(prefix="warden-soak-") as tmp:

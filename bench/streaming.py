@@ -6,7 +6,7 @@ mode (secrets, canaries, injection rules: in-line detectors, so the numbers show
 window's cost rather than a model's). Everything is measured in the same run; what matters is
 each mode's difference from direct.
 
-    .venv/bin/python bench/streaming.py [--tokens 200] [--interval-ms 5] [--streams 20]
+    .venv/bin/python -m bench.streaming [--tokens 200] [--interval-ms 5] [--streams 20]
 """
 
 from __future__ import annotations
@@ -16,26 +16,18 @@ import asyncio
 import itertools
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from aiohttp import web
+
+from bench.harness import RESULTS, chat_upstream, free_port, percentile_ms, start_warden, stop_processes, wait_http
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "the", "model", "keeps",
          "talking", "about", "nothing", "much"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def upstream_app(tokens: int, interval_s: float) -> web.Application:
@@ -51,13 +43,7 @@ def upstream_app(tokens: int, interval_s: float) -> web.Application:
         await response.write(b"data: [DONE]\n\n")
         return response
 
-    async def models(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_get("/v1/models", models)
-    return app
+    return chat_upstream(chat)
 
 
 def warden_config(port: int, upstream: str, mode: str | None) -> dict[str, Any]:
@@ -90,22 +76,8 @@ async def measure(url: str, streams: int) -> dict[str, float]:
             ttft, chunk_gaps = await one_stream(session, url)
             ttfts.append(ttft)
             gaps += chunk_gaps
-    gaps.sort()
     return {"ttft_ms": statistics.median(ttfts) * 1000, "gap_p50_ms": statistics.median(gaps) * 1000,
-            "gap_p99_ms": gaps[int(0.99 * (len(gaps) - 1))] * 1000, "chunks": len(gaps) / streams + 1}
-
-
-async def wait_ready(url: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(url + "/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"warden at {url} never became ready")
+            "gap_p99_ms": percentile_ms(gaps, 99), "chunks": len(gaps) / streams + 1}
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -117,17 +89,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     results = {"direct": await measure(upstream, args.streams)}
     with tempfile.TemporaryDirectory() as tmp:
         for name, mode in (("detectors off", None), ("audit", "audit"), ("enforce", "enforce")):
-            port = free_port()
-            config = Path(tmp) / f"{name.replace(' ', '_')}.yaml"
-            config.write_text(yaml.safe_dump(warden_config(port, upstream, mode)))
-            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "proxy", "--log-level", "warning",
-                                                        "serve", "--config", str(config), cwd=tmp)
+            proc, url = start_warden(name.replace(" ", "_"), warden_config(free_port(), upstream, mode), Path(tmp))
             try:
-                await wait_ready(f"http://127.0.0.1:{port}")
-                results[name] = await measure(f"http://127.0.0.1:{port}", args.streams)
+                await wait_http(url + "/readyz", proc)
+                results[name] = await measure(url, args.streams)
             finally:
-                proc.terminate()
-                await proc.wait()
+                stop_processes([proc])
     await runner.cleanup()
     return results
 
@@ -137,7 +104,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--interval-ms", type=float, default=5.0)
     parser.add_argument("--streams", type=int, default=20)
-    parser.add_argument("--json", default="bench/results/streaming.json")
+    parser.add_argument("--json", default=str(RESULTS / "streaming.json"))
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     direct = results["direct"]

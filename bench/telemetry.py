@@ -1,6 +1,6 @@
 """Telemetry benchmark: rows/s into chDB, inserts per table at 1,000 requests/s, latency added.
 
-    .venv/bin/python bench/telemetry.py [--seconds 20] [--rate 100] [--json out.json]
+    .venv/bin/python -m bench.telemetry [--seconds 20] [--rate 100] [--json out.json]
 
 1. Throughput: rows/s sustained through TelemetryWriter (emit, batch, columns, insert) into
    chDB, against raw clickhouse-connect inserts of ready-made columns in the same process (the
@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,11 +37,20 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from proxy.settings import TelemetrySettings, WardenSettings  # noqa: E402
-from proxy.telemetry import TABLES, TelemetryWriter  # noqa: E402
+from bench.harness import (
+    ROOT,
+    bench_command,
+    chat_upstream,
+    free_port,
+    percentile_ms,
+    process_cpu_seconds,
+    start_warden,
+    stop_processes,
+    wait_http,
+)
+from proxy.settings import WardenSettings
+from proxy.telemetry import TABLES, TelemetryWriter
+from proxy.telemetry.settings import TelemetrySettings
 
 ANSWER = json.dumps({"id": "x", "object": "chat.completion", "model": "m", "choices": [
     {"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}],
@@ -145,8 +153,8 @@ async def ticker_gaps(seconds: float) -> list[float]:
 
 async def loop_stalls(chdb_dir: str, spool: Path, rate: float, seconds: float) -> dict[str, dict[str, float]]:
     def summary(gaps: list[float]) -> dict[str, float]:
-        return {"p50_ms": pct(gaps, 0.5), "p99_ms": pct(gaps, 0.99), "p999_ms": pct(gaps, 0.999),
-                "max_ms": max(gaps) * 1000}
+        return {"p50_ms": percentile_ms(gaps, 50), "p99_ms": percentile_ms(gaps, 99),
+                "p999_ms": percentile_ms(gaps, 99.9), "max_ms": max(gaps) * 1000}
 
     alone = await ticker_gaps(seconds)
     s = TelemetrySettings(dsn=f"chdb://{chdb_dir}", database="bench_stalls", spool_dir=str(spool / "stalls"))
@@ -171,48 +179,17 @@ async def loop_stalls(chdb_dir: str, spool: Path, rate: float, seconds: float) -
 
 # -- 2. through a real proxy -----------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def upstream_main(port: int) -> None:
     async def chat(request: web.Request) -> web.Response:
         await request.read()
         return web.Response(text=ANSWER, content_type="application/json")
 
-    async def models(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_get("/v1/models", models)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    web.run_app(chat_upstream(chat), host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 def metric_values(text: str, name: str) -> dict[str, float]:
     return {s.labels.get("table", ""): s.value for f in text_string_to_metric_families(text)
             for s in f.samples if s.name == name}
-
-
-async def wait_ready(http: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            async with http.get(url) as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} never became ready")
 
 
 async def paired_load(http: aiohttp.ClientSession, urls: dict[str, str], rate: float,
@@ -240,37 +217,29 @@ async def paired_load(http: aiohttp.ClientSession, urls: dict[str, str], rate: f
     return latencies
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-def start_proxy(name: str, telemetry: dict[str, Any], upstream: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    config: dict[str, Any] = {"listen": {"port": port}, "telemetry": telemetry, "server": {"uvloop": True},
+def proxy_config(telemetry: dict[str, Any], upstream: str) -> dict[str, Any]:
+    config: dict[str, Any] = {"listen": {"port": free_port()}, "telemetry": telemetry, "server": {"uvloop": True},
                               "upstreams": [{"name": "u", "backends": [{"url": upstream}]}]}
     if "scanner" in WardenSettings.model_fields:
         config["scanner"] = {"mode": "off"}
-    path = tmp / f"{name}.json"
-    path.write_text(json.dumps(config))  # JSON is YAML
-    argv = [sys.executable, "-m", "proxy", "--log-level", "error", "serve", "--config", str(path)]
-    return subprocess.Popen(argv, cwd=tmp, stdin=subprocess.DEVNULL), f"http://127.0.0.1:{port}"
+    return config
 
 
 async def measure(proxies: dict[str, tuple[subprocess.Popen[bytes], str]], rate: float,
                   seconds: float) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         for proc, base in proxies.values():
-            await wait_ready(http, base + "/readyz", proc)
+            await wait_http(base + "/readyz", proc)
         urls = {name: base + "/v1/chat/completions" for name, (_, base) in proxies.items()}
         await paired_load(http, urls, rate, 3.0)  # warm-up: past the first flush and first insert
         before: dict[str, dict[str, float]] = {}
         for name, (_, base) in proxies.items():
             async with http.get(base + "/metrics") as r:
                 before[name] = metric_values(await r.text(), "warden_telemetry_inserts_total")
-        started, cpu0 = time.perf_counter(), {name: cpu_s(proc.pid) for name, (proc, _) in proxies.items()}
+        cpu0 = {name: process_cpu_seconds(proc.pid) for name, (proc, _) in proxies.items()}
+        started = time.perf_counter()
         latencies = await paired_load(http, urls, rate, seconds)
-        cpu = {name: cpu_s(proc.pid) - cpu0[name] for name, (proc, _) in proxies.items()}
+        cpu = {name: process_cpu_seconds(proc.pid) - cpu0[name] for name, (proc, _) in proxies.items()}
         await asyncio.sleep(1.5)  # one more flush interval
         wall = time.perf_counter() - started
         results: dict[str, Any] = {}
@@ -281,8 +250,9 @@ async def measure(proxies: dict[str, tuple[subprocess.Popen[bytes], str]], rate:
             ok = [v for v in latencies[name] if v == v]
             pairs = [v - o for v, o in zip(latencies[name], latencies["off"], strict=True) if v == v and o == o]
             results[name] = {
-                "requests": len(ok), "p50_ms": pct(ok, 0.5), "p90_ms": pct(ok, 0.9), "p99_ms": pct(ok, 0.99),
-                "paired_delta_p50_ms": pct(pairs, 0.5), "proxy_cpu_ms_per_1k": cpu[name] / len(ok) * 1e6,
+                "requests": len(ok), "p50_ms": percentile_ms(ok, 50), "p90_ms": percentile_ms(ok, 90),
+                "p99_ms": percentile_ms(ok, 99),
+                "paired_delta_p50_ms": percentile_ms(pairs, 50), "proxy_cpu_ms_per_1k": cpu[name] / len(ok) * 1e6,
                 "inserts_per_s": {t: round((n - before[name].get(t, 0)) / wall, 2) for t, n in inserts.items() if n},
                 **{f"rows_{k}": sum(metric_values(text, f"warden_telemetry_rows_{k}_total").values())
                    for k in ("written", "spooled", "dropped")},
@@ -321,7 +291,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     up_port = free_port()
     upstream_url = f"http://127.0.0.1:{up_port}"
-    children = [subprocess.Popen([sys.executable, __file__, "--upstream", str(up_port)], stdin=subprocess.DEVNULL)]
+    children = [subprocess.Popen(bench_command("telemetry", "--upstream", str(up_port)), cwd=ROOT,
+                                 stdin=subprocess.DEVNULL)]
     away = f"http://127.0.0.1:{free_port()}/warden"  # nothing listens there
     configs: dict[str, dict[str, Any]] = {
         "off": {"enabled": False},
@@ -329,13 +300,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "store-away": {"dsn": away, "spool_dir": "spool-away", "insert_timeout_s": 1},
     }
     try:
-        proxies = {name: start_proxy(name, telemetry, upstream_url, tmp) for name, telemetry in configs.items()}
+        proxies = {name: start_warden(name, proxy_config(telemetry, upstream_url), tmp / "proxies",
+                                        log_level="error")
+                   for name, telemetry in configs.items()}
         children += [proc for proc, _ in proxies.values()]
         runs = asyncio.run(measure(proxies, args.rate, args.seconds))
     finally:
-        for child in children:
-            child.terminate()
-            child.wait(30)
+        stop_processes(children, grace_s=30)
     print(f"\nthrough `warden serve`, three proxies side by side, each at {args.rate:.0f} requests/s for "
           f"{args.seconds:.0f} s (open loop, each tick sent to all three at once):")
     print(f"{'config':<11} {'requests':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'paired Δp50':>11} "

@@ -1,6 +1,6 @@
 """What one `requests` row costs the proxy's process, thread by thread, at a steady rate.
 
-    .venv/bin/python bench/telemetry_rows.py [--rate 4000] [--seconds 8] [--rounds 3] [--json out.json]
+    .venv/bin/python -m bench.telemetry_rows [--rate 4000] [--seconds 8] [--rounds 3] [--json out.json]
 
 A TelemetryWriter on the embedded engine (chDB, default settings) is fed `--rate` rows a second
 from its event loop, 100 ticks a second, as the proxy's middleware feeds it. Three forms, each
@@ -24,21 +24,19 @@ import gc
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fresh_rounds import child_json, interleaved
 from prometheus_client import CollectorRegistry
 
-from proxy.relay import Exchange
-from proxy.settings import TelemetrySettings
+from bench.harness import bench_command, child_json, interleaved
+from proxy.exchange import Exchange
 from proxy.telemetry import TelemetryWriter
 from proxy.telemetry.events import request_row
+from proxy.telemetry.settings import TelemetrySettings
 
 FORMS = ("floor", "dict", "tuple")
 HEADERS: dict[str, str] = {}
@@ -108,8 +106,8 @@ async def child(form: str, rate: int, seconds: float) -> dict[str, Any]:
 
 
 def run_child(form: str, args: argparse.Namespace) -> dict[str, Any]:
-    return child_json([sys.executable, __file__, "--child", form, "--rate", str(args.rate),
-                       "--seconds", str(args.seconds)], form)
+    return child_json(bench_command("telemetry_rows", "--child", form, "--rate", str(args.rate),
+                                    "--seconds", str(args.seconds)), form)
 
 
 def report(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:

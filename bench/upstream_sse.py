@@ -6,7 +6,7 @@ rest follow with short gaps so a proxy that buffers instead of relaying shows up
 Non-streaming requests get the same fixed JSON as the nginx upstream, and GET /v1/models
 answers health probes.
 
-    python bench/upstream_sse.py --port 9001 [--chunks 8] [--gap-ms 1]
+    python -m bench.upstream_sse --port 9001 [--chunks 8] [--gap-ms 1]
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import asyncio
 import json
 
 from aiohttp import web
-from overhead_common import FIXED_RESPONSE, MODEL, MODELS_RESPONSE
+
+from bench.harness import FIXED_RESPONSE, MODEL, MODELS_RESPONSE
 
 
 def _chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
