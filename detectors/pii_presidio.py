@@ -11,12 +11,10 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from detectors.pii_options import PiiOptions
 from detectors.pii_rules import DEFAULT_ENTITIES
-
-if TYPE_CHECKING:
-    from detectors.pii import PiiOptions
 
 log = logging.getLogger("warden.scanner.pii")
 LANGUAGE = "en"

@@ -41,7 +41,8 @@ import pytest
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # before presidio: no suffix-list download
 
-from detectors.pii import PiiOptions, PiiRunner, load_pii_runner
+from detectors.pii import PiiRunner, load_pii_runner
+from detectors.pii_options import PiiOptions
 from detectors.pii_rules import candidate_entities, false_positive, may_hold_names, shadowed
 from detectors.runtime.batcher import length_groups
 from detectors.runtime.client import ScannerClient
