@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from detectors.runtime.models import pick_device
+from detectors.runtime.hf import pick_device
 from detectors.runtime.settings import ModelSettings
 
 log = logging.getLogger("warden.scanner.toxic_bilstm")

@@ -1,6 +1,6 @@
 """Toxicity models for the scanner: detoxify checkpoints, and the BiLSTM that works out of the box.
 
-Both loaders return scanner runners (see detectors/runtime/batcher.py `Runner`) with per-label
+Both loaders return scanner runners (see detectors/runtime/runner.py `Runner`) with per-label
 sigmoid scores under detoxify's label names, so policies written against one model work with
 the other:
 
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from detectors.runtime.settings import ModelSettings
 
 if TYPE_CHECKING:  # torch-heavy: imported by the loaders, so LABELS is importable without torch
-    from detectors.runtime.models import HFRunner
+    from detectors.runtime.hf import HFRunner
     from detectors.toxic_bilstm import BiLSTMRunner
 
 log = logging.getLogger("warden.scanner.toxicity")
@@ -78,7 +78,7 @@ def load_detoxify_runner(settings: ModelSettings) -> HFRunner:
     """
     from detoxify.detoxify import get_model_and_tokenizer  # type: ignore[import-untyped]  # no type hints
 
-    from detectors.runtime.models import HFRunner
+    from detectors.runtime.hf import HFRunner
 
     if settings.activation != "sigmoid":
         raise ValueError(f"task {settings.task!r}: detoxify models are trained with per-label sigmoid")

@@ -17,29 +17,17 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from detectors.runtime.metrics import ScannerMetrics
 from detectors.runtime.protocol import Priority
-from detectors.runtime.settings import ModelSettings
+from detectors.runtime.runner import Runner
 
 log = logging.getLogger("warden.scanner.batcher")
 PRIORITIES: tuple[Priority, ...] = ("request", "background")
 Row = np.ndarray[Any, Any]
-
-
-class Runner(Protocol):
-    settings: ModelSettings
-    task: str
-    kind: str
-    output: str
-    labels: list[str]
-
-    def tokenize(self, texts: list[str]) -> list[list[int]]: ...
-    def collate(self, ids: list[list[int]]) -> Any: ...
-    def forward(self, batch: Any) -> Row: ...
 
 
 class Overloaded(Exception):

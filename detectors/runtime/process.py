@@ -10,17 +10,20 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import ValidationError
 
 from detectors.runtime.settings import ScannerSettings
 
+if TYPE_CHECKING:
+    from detectors.runtime.runner import Runner
+
 log = logging.getLogger("warden.scanner")
 
 
-def load_runners(settings: ScannerSettings) -> dict[str, Any]:
+def load_runners(settings: ScannerSettings) -> dict[str, Runner]:
     from detectors.runtime.models import load_runner
 
     runners = {}
@@ -31,7 +34,7 @@ def load_runners(settings: ScannerSettings) -> dict[str, Any]:
     return runners
 
 
-async def serve(settings: ScannerSettings, runners: dict[str, Any] | None = None) -> None:
+async def serve(settings: ScannerSettings, runners: dict[str, Runner] | None = None) -> None:
     from detectors.runtime.server import Scanner
 
     stop = asyncio.Event()

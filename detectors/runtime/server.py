@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
@@ -33,6 +32,7 @@ from detectors.runtime.protocol import (
     parse_request_id,
     read_frame,
 )
+from detectors.runtime.runner import Runner
 from detectors.runtime.settings import ScannerSettings
 
 log = logging.getLogger("warden.scanner")
@@ -40,7 +40,7 @@ Send = Callable[[Reply], Awaitable[None]]
 
 
 class Scanner:
-    def __init__(self, settings: ScannerSettings, runners: dict[str, Any]) -> None:
+    def __init__(self, settings: ScannerSettings, runners: Mapping[str, Runner]) -> None:
         self.settings = settings
         self.runners = runners
         self.registry = CollectorRegistry()

@@ -9,6 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The scanner's model kinds; detectors/runtime/models.py maps each to its loader.
+ModelKind = Literal["classifier", "embedder", "detoxify", "toxic_bilstm", "pii"]
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -16,7 +19,7 @@ class _Section(BaseModel):
 
 class ModelSettings(_Section):
     task: str = Field(description="name callers use, e.g. toxicity or embed")
-    kind: Literal["classifier", "embedder", "detoxify", "toxic_bilstm", "pii"] = Field(
+    kind: ModelKind = Field(
         description="classifier/embedder: a transformers directory; detoxify: a detoxify checkpoint; "
         "toxic_bilstm: the toxic-comment-classifier wheel's weights; pii: presidio"
     )
