@@ -7,7 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from proxy.settings import ConfigError, TelemetrySettings, WardenSettings, load_settings, settings_for_upstreams
+from proxy.settings import ConfigError, WardenSettings, load_settings, settings_for_upstreams
+from proxy.telemetry.settings import TelemetrySettings
 
 log = logging.getLogger("warden")
 
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--format", choices=["table", "json"], default="table")
     query.set_defaults(func=cmd_query)
 
-    from proxy.governance.cli import add_keys_parser
+    from proxy.control.keys_cli import add_keys_parser
 
     add_keys_parser(sub)
 

@@ -11,21 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from detectors.base import Finding
 from proxy.errors import Unavailable, UpstreamError, UpstreamTimeout, WardenError, sse_error_event
+from proxy.exchange import CLIENT_CLOSED, Exchange
 from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.metrics import ProxyMetrics
-from proxy.policy.engine import Decision
 from proxy.policy.service import TransformFactory
-from proxy.taps import Tap
 from proxy.upstream import Backend, Group
 from proxy.upstream.http1 import Disconnected, Http1Client, UpstreamClientError, UpstreamResponse
 
@@ -34,107 +30,8 @@ log = logging.getLogger("warden.relay")
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 # 5xx answers in a row that eject a backend: a lone 500 is often one bad request, not a bad server.
 EJECT_AFTER_5XX = 3
-CLIENT_CLOSED = 499
 WHOLE_BODY_MAX = 64 * 1024
 _NO_DEADLINE = contextlib.nullcontext()  # stateless and reusable: most requests have no deadline (4 µs saved)
-
-
-MAX_FINDINGS = 32  # kept per exchange for observers (review shows them); the count goes on regardless
-
-
-@dataclass(frozen=True, slots=True)
-class FindingRecord:
-    """One policy decision on one finding, as observers and reviewers see it."""
-
-    direction: str
-    detector: str
-    label: str
-    score: float
-    action: str
-    explanation: str
-
-
-@dataclass(slots=True)
-class VerdictSummary:
-    """The strongest policy action over both directions, for the request's telemetry row."""
-
-    action: str = "allow"
-    count: int = 0
-    categories: set[str] = field(default_factory=set)
-    findings: list[FindingRecord] = field(default_factory=list)
-
-    def add(self, action: str, decisions: list[Decision], direction: str) -> None:
-        order = ("allow", "flag", "redact", "block")
-        if order.index(action) > order.index(self.action):
-            self.action = action
-        self.count += len(decisions)
-        for decision in decisions:
-            f = decision.finding
-            self.categories.add(f.label)
-            if len(self.findings) < MAX_FINDINGS:
-                self.findings.append(FindingRecord(direction, f.detector, f.label, f.score,
-                                                   decision.action.name.lower(), f.explanation))
-
-    def note_allowed(self, findings: list[Finding], direction: str) -> None:
-        """Findings no rule acted on: not counted, but kept (review samples those near a threshold)."""
-        for f in findings:
-            if len(self.findings) >= MAX_FINDINGS:
-                return
-            self.findings.append(FindingRecord(direction, f.detector, f.label, f.score, "allow", f.explanation))
-
-
-@dataclass(slots=True)
-class Exchange:
-    """Timings and outcome of one request, filled in as it goes and recorded once at the end."""
-
-    request_id: str
-    started: float
-    model: str | None = None
-    tenant: str = "anonymous"  # set by governance from the API key; "anonymous" when no keys are configured
-    api_key_id: str = ""  # the key's public id (never the secret)
-    template_id: str = ""  # lineage the client sent (X-Prompt-Template-Id / -Version headers), for observers
-    template_version: str = ""
-    backend: str | None = None  # the last backend tried (set per attempt)
-    first_byte: float | None = None
-    last_byte: float | None = None  # with `chunks` and `streamed`: the stream's pace (inter-token latency)
-    chunks: int = 0
-    streamed: bool = False  # the answer was an SSE stream
-    upstream_time: float = 0.0
-    status: int | None = None
-    sent: bool = False
-    verdict: VerdictSummary = field(default_factory=VerdictSummary)
-    taps: list[Tap] = field(default_factory=list)  # observers of this exchange's answer (proxy/taps.py)
-    complete: bool = False  # the answer was relayed to its end: no failure, no policy stop, client stayed
-    deadline: float | None = None  # loop time by which the whole answer must be relayed (a tenant's limit)
-    response_headers: dict[str, str] | None = None  # added to the client's response (rate-limit state)
-    model_version: str = ""  # what the backend says it ran: lineage for the request's row
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def sniff(self, data: bytes) -> None:
-        """Lineage and usage from the backend's own answer, by pattern: no JSON parse on the hot path."""
-        if not self.model_version:
-            self.model_version = sniff_model_version(data)
-        if b'"usage"' in data:
-            prompt, completion = _PROMPT_TOKENS.search(data), _COMPLETION_TOKENS.search(data)
-            if prompt and completion:
-                self.prompt_tokens, self.completion_tokens = int(prompt.group(1)), int(completion.group(1))
-
-
-_FINGERPRINT = re.compile(rb'"system_fingerprint"\s*:\s*"([^"\\]{1,128})"')
-_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,128})"')
-_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d{1,9})')
-_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d{1,9})')
-
-
-def sniff_model_version(data: bytes) -> str:
-    """The model and build the backend reports (`model`, `system_fingerprint`), without parsing the body."""
-    model = _MODEL.search(data, 0, 4096)  # the head only, without copying it out
-    if model is None:
-        return ""
-    fingerprint = _FINGERPRINT.search(data, 0, 4096)
-    version = model.group(1).decode("utf-8", "replace")
-    return f"{version}@{fingerprint.group(1).decode('utf-8', 'replace')}" if fingerprint else version
 
 
 class _FailedBeforeFirstByte(Exception):

@@ -19,14 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.runtime.client import ScannerError
 from proxy.errors import ContentBlocked, InvalidRequest, ModelNotFound, PayloadTooLarge, RequestTimeout, Unavailable
+from proxy.exchange import Exchange
 from proxy.openapi import openapi_spec
 from proxy.policy.engine import Scope
-from proxy.policy.texts import system_prompt
-from proxy.relay import Exchange
 from proxy.review.wiring import install_review
 from proxy.state import EXCHANGE, PRINCIPAL, STATE, ProxyState
 from proxy.telemetry.events import MAX_LABEL, PROMPT_TEMPLATE_ID, PROMPT_TEMPLATE_VERSION
 from proxy.upstream import Group
+from proxy.wire.texts import system_prompt
 
 log = logging.getLogger("warden.routes")
 OPENAI_POST_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")

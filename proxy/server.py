@@ -17,8 +17,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proxy.app import create_app
-from proxy.governance.reload import reload_config
+from proxy.app.factory import create_app
+from proxy.control.reload import reload_config
 from proxy.settings import WardenSettings
 from proxy.state import STATE
 from proxy.tasks import TaskOwner

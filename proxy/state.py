@@ -13,13 +13,13 @@ from detectors.runtime.client import ScannerClient
 from proxy.cache.service import ResponseCache
 from proxy.codeploy.manager import CoDeploy
 from proxy.codeploy.rollout import RolloutController
+from proxy.exchange import Exchange, Observer
 from proxy.governance.gate import Governance, Principal
 from proxy.headers import RequestIds
 from proxy.metrics import ProxyMetrics
 from proxy.policy.service import PolicyService
-from proxy.relay import Exchange, Relay
+from proxy.relay import Relay
 from proxy.settings import WardenSettings
-from proxy.taps import Observer
 from proxy.telemetry import TelemetryWriter
 from proxy.upstream import UpstreamPool
 from proxy.upstream.http1 import Http1Client

@@ -17,10 +17,10 @@ from aiohttp import web
 from proxy.cache.key import CACHE_HEADER
 from proxy.cache.store import Entry
 from proxy.errors import sse_error_event
+from proxy.exchange import CLIENT_CLOSED, Exchange, sniff_model_version
 from proxy.headers import REQUEST_ID
 from proxy.policy.hooks import ResponseTransform
 from proxy.policy.service import TransformFactory
-from proxy.relay import CLIENT_CLOSED, Exchange, sniff_model_version
 
 SSE = "text/event-stream"
 

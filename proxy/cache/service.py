@@ -9,7 +9,7 @@ policy (proxy/cache/replay.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -21,12 +21,20 @@ from proxy.cache.redis_store import RedisStore
 from proxy.cache.replay import SSE, EntrySource, Source, replay
 from proxy.cache.settings import CacheSettings
 from proxy.cache.store import Entry, MemoryStore, Store
+from proxy.exchange import Exchange
 from proxy.policy.service import TransformFactory
-from proxy.relay import Exchange, Relay
 from proxy.tasks import TaskOwner
 from proxy.upstream import Group
 
 Emit = Callable[[str, dict[str, Any]], None]
+
+
+class Relay(Protocol):
+    """What the cache needs of the relay (proxy/relay.py): a lead request is forwarded as any other."""
+
+    async def forward(self, request: web.Request, exchange: Exchange, group: Group, body: bytes,
+                      key: str | None, transform: TransformFactory | None = None) -> web.StreamResponse: ...
+
 CACHE_STATUS = web.RequestKey("warden_cache_status", str)  # for answers the relay writes: miss or bypass
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import aiohttp
 
 from proxy.codeploy.replica import Replica
+from proxy.codeploy.settings import deployed
 from proxy.tasks import TaskOwner
 from proxy.upstream import Backend, UpstreamPool
 
@@ -33,7 +34,7 @@ class CoDeploy:
     def __init__(self, pool: UpstreamPool, listener: Listener | None = None) -> None:
         self.replicas: list[Replica] = []
         for group in pool.groups:
-            managed = group.settings.managed
+            managed = deployed(group.settings).managed
             if managed is None:
                 continue
             for index in range(managed.replicas):

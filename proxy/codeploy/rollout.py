@@ -19,18 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from proxy.codeploy.settings import CanarySettings
+from proxy.codeploy.settings import CanarySettings, deployed
 from proxy.codeploy.smoke import run_smoke
+from proxy.exchange import CLIENT_CLOSED, Exchange
 from proxy.policy.service import PolicyService
 from proxy.upstream import Group, UpstreamPool
 
 if TYPE_CHECKING:
-    from proxy.relay import Exchange
-    from proxy.settings import GroupSettings
+    from proxy.codeploy.settings import UpstreamGroupSettings
 
 log = logging.getLogger("warden.codeploy.rollout")
 Emit = Callable[[str, dict[str, Any]], None]
-CLIENT_CLOSED = 499
 WINDOW_MAX = 100_000  # outcomes kept per window at most, whatever the traffic
 
 
@@ -107,9 +106,10 @@ class RolloutController:
         self.clock = clock
         self.rollouts: dict[str, Rollout] = {}
         for group in pool.groups:
-            if group.settings.canary is not None:
+            canary = deployed(group.settings).canary
+            if canary is not None:
                 primary = next(g for g in pool.groups if g.name == group.canary_of)
-                self.rollouts[group.name] = Rollout(group, primary, group.settings.canary)
+                self.rollouts[group.name] = Rollout(group, primary, canary)
         self.rollbacks = 0
         self._group_of: dict[str, str] = {}
 
@@ -201,9 +201,10 @@ class RolloutController:
                        "target": r.target, "reason": r.reason} for name, r in self.rollouts.items()}
 
 
-def canary_weight_changes(old: Sequence[GroupSettings], new: Sequence[GroupSettings]) -> dict[str, float] | None:
+def canary_weight_changes(old: Sequence[UpstreamGroupSettings],
+                          new: Sequence[UpstreamGroupSettings]) -> dict[str, float] | None:
     """The new canary weights when they are all that changed in `upstreams`; None when anything else did."""
-    def without_weights(groups: Sequence[GroupSettings]) -> list[dict[str, Any]]:
+    def without_weights(groups: Sequence[UpstreamGroupSettings]) -> list[dict[str, Any]]:
         dumped = [g.model_dump() for g in groups]
         for group in dumped:
             if group.get("canary"):

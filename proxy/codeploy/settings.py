@@ -7,21 +7,16 @@ the unit of routing, health and metrics whether Warden starts its servers or onl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-if TYPE_CHECKING:
-    from proxy.settings import GroupSettings
+from proxy.section import Section
+from proxy.upstream.settings import CanarySplit, GroupSettings
 
 PLACEHOLDERS = ("port", "host", "gpu", "replica", "group")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ManagedSettings(_Section):
+class ManagedSettings(Section):
     """Warden starts `replicas` copies of `command` and supervises them (docs/codeploy.md)."""
 
     command: list[str] = Field(min_length=1, description="argv template; {port} {host} {gpu} {replica} {group} "
@@ -58,7 +53,7 @@ class ManagedSettings(_Section):
         return ",".join(self.gpus[replica * per:(replica + 1) * per])
 
 
-class LoadSettings(_Section):
+class LoadSettings(Section):
     """Load the servers report themselves (vLLM, llama.cpp, TGI, SGLang `/metrics`), read off the hot path."""
 
     scrape: bool = Field(False, description="read each backend's metrics; on by itself with balancer least_loaded")
@@ -68,7 +63,7 @@ class LoadSettings(_Section):
     kv_weight: float = Field(4.0, ge=0, description="cost of a full KV cache, in requests")
 
 
-class SmokeSettings(_Section):
+class SmokeSettings(Section):
     prompts: list[str] = Field(min_length=1, description="each must be answered 200 and pass the detectors")
     model: str | None = Field(None, description="the `model` sent; default: the primary's first literal model")
     max_tokens: int = Field(16, ge=1)
@@ -76,7 +71,7 @@ class SmokeSettings(_Section):
     expect: str | None = Field(None, description="a substring every answer must contain")
 
 
-class RollbackSettings(_Section):
+class RollbackSettings(Section):
     window_s: float = Field(60.0, gt=0, description="outcomes older than this are forgotten")
     min_requests: int = Field(20, ge=1, description="canary answers in the window before it is judged")
     error_margin: float = Field(0.05, ge=0, le=1, description="canary 5xx rate may exceed the primary's by this")
@@ -84,17 +79,43 @@ class RollbackSettings(_Section):
                                                               "primary's by this")
 
 
-class CanarySettings(_Section):
+class CanarySettings(CanarySplit):
     """This group is a new version of group `of`: it takes `weight` percent of `of`'s traffic."""
 
-    of: str
-    weight: float = Field(ge=0, le=100, description="percent of the primary's requests; live-reloadable")
     smoke: SmokeSettings | None = Field(None, description="must pass before the canary gets any traffic")
     rollback: RollbackSettings | None = Field(default_factory=RollbackSettings,
                                               description="null: never roll back automatically")
 
+    def opens_at_once(self) -> bool:
+        return self.smoke is None
 
-def check_canaries(groups: Sequence[GroupSettings]) -> None:
+
+class UpstreamGroupSettings(GroupSettings):
+    """One `upstreams:` entry of warden.yaml: the pool's group plus the sections co-deploy owns."""
+
+    managed: ManagedSettings | None = None  # Warden starts and supervises the servers (docs/codeploy.md)
+    load: LoadSettings = LoadSettings()  # the servers' own load signals, for least_loaded and autoscaling
+    canary: CanarySettings | None = None  # a new version of another group, with a share of its traffic
+
+    @model_validator(mode="after")
+    def _has_backends(self) -> UpstreamGroupSettings:
+        if not self.backends and self.managed is None:
+            raise ValueError("a group needs backends (or managed servers)")
+        return self
+
+
+def deployed(group: GroupSettings) -> UpstreamGroupSettings:
+    """A pool group's co-deploy sections: the pool keeps its groups typed as its own settings, which it reads.
+
+    Groups built from warden.yaml already are `UpstreamGroupSettings`; one built as a bare pool group
+    (a test, the zero-config drop-in) gets co-deploy's defaults: nothing managed, no canary.
+    """
+    if isinstance(group, UpstreamGroupSettings):
+        return group
+    return UpstreamGroupSettings.model_validate(group.model_dump())
+
+
+def check_canaries(groups: Sequence[UpstreamGroupSettings]) -> None:
     """Cross-group rules: a canary names a real primary that is not itself a canary, shares add up."""
     by_name = {g.name: g for g in groups}
     shares: dict[str, float] = {}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.codeploy.settings import deployed
 from proxy.upstream import Backend, Group, UpstreamPool
 
 log = logging.getLogger("warden.codeploy.signals")
@@ -62,7 +63,7 @@ def parse_signals(text: str) -> Signals | None:
 
 
 def scrapes(group: Group) -> bool:
-    return group.settings.load.scrape or group.settings.balancer == "least_loaded"
+    return deployed(group.settings).load.scrape or group.settings.balancer == "least_loaded"
 
 
 class LoadScraper:
@@ -79,7 +80,7 @@ class LoadScraper:
         return [g for g in self.pool.groups if scrapes(g)]
 
     async def scrape(self, group: Group, backend: Backend) -> None:
-        load = group.settings.load
+        load = deployed(group.settings).load
         signals = None
         if backend.available:
             try:
@@ -111,7 +112,7 @@ class LoadScraper:
         return (waiting + group.queue_depth) / max(1, len(available))
 
     async def run(self) -> None:
-        interval = min((g.settings.load.interval_s for g in self.groups), default=2.0)
+        interval = min((deployed(g.settings).load.interval_s for g in self.groups), default=2.0)
         while True:
             await self.scrape_all()
             await asyncio.sleep(interval)

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter
 
 from proxy.driftwatch.settings import DriftSettings
-from proxy.policy.texts import request_slots
-from proxy.taps import Capture, Tap
+from proxy.exchange import Tap
+from proxy.taps import Capture
+from proxy.wire.texts import request_slots
 
 if TYPE_CHECKING:
-    from proxy.relay import Exchange
+    from proxy.exchange import Exchange
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,28 +13,25 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from proxy.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RateLimited
+from proxy.exchange import Exchange
 from proxy.governance.abuse import AbuseMonitor, Restriction
 from proxy.governance.keys import KeyIndex, StoredKey
 from proxy.governance.limits import Grant, Limiter, Limits, MemoryLimiter, Refusal, TokenBucket, duration
 from proxy.governance.metrics import GovernanceMetrics
 from proxy.governance.redis_limiter import RedisLimiter
 from proxy.governance.settings import ANONYMOUS, GovernanceSettings, TenantSettings
-from proxy.policy.texts import request_slots
-from proxy.relay import Exchange
+from proxy.governance.watch import Audit, KeysWatcher
 from proxy.taps import Capture
 from proxy.tasks import TaskOwner
 from proxy.upstream import Group, UpstreamPool
-
-if TYPE_CHECKING:
-    from proxy.governance.watch import KeysWatcher
+from proxy.wire.texts import request_slots
 
 log = logging.getLogger("warden.governance")
-Audit = Callable[[str, str, str, str, str, dict[str, str]], None]  # actor, action, target, tenant, outcome, details
 QUERY_KEY_PARAMS = frozenset({"api_key", "api-key", "apikey", "key", "access_token", "token"})
 CHARS_PER_TOKEN = 4
 SLOT_TTL_S = 900.0  # a concurrency slot older than this (plus a minute) is taken back in the shared limiter

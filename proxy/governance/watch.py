@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
-from proxy.governance.gate import Audit, Governance
 from proxy.governance.keys import KeysFile, StoredKey
 from proxy.tasks import TaskOwner
 
 log = logging.getLogger("warden.governance.keys")
 POLL_S = 1.0
+Audit = Callable[[str, str, str, str, str, dict[str, str]], None]  # actor, action, target, tenant, outcome, details
+
+
+class KeyHolder(Protocol):
+    """What the watcher updates: the gate's key index (proxy/governance/gate.py), which owns the watcher."""
+
+    def all_keys(self) -> list[StoredKey]: ...
+
+    def set_file_keys(self, keys: list[StoredKey]) -> None: ...
 
 
 class KeysWatcher:
-    def __init__(self, gate: Governance, path: Path, audit: Audit, poll_s: float = POLL_S) -> None:
+    def __init__(self, gate: KeyHolder, path: Path, audit: Audit, poll_s: float = POLL_S) -> None:
         self.gate = gate
         self.file = KeysFile(path)
         self.audit = audit

@@ -6,8 +6,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from proxy.policy.stream import SSEDecoder, choice_index
-from proxy.policy.texts import response_slots
+from proxy.wire.sse import SSEDecoder, delta_texts
+from proxy.wire.texts import response_slots
 
 
 class AuditTap:
@@ -34,19 +34,8 @@ class AuditTap:
         return chunk
 
     def _collect(self, data: str) -> None:
-        try:
-            event = json.loads(data)
-        except (ValueError, RecursionError):
-            return
-        choices = event.get("choices") if isinstance(event, dict) else None
-        for choice in choices if isinstance(choices, list) else []:
-            if not isinstance(choice, dict):
-                continue  # a backend's malformed event carries no text to audit
-            delta = choice.get("delta") or {}
-            text = delta.get("content") if isinstance(delta, dict) else None
-            text = text if isinstance(text, str) else choice.get("text")
-            if isinstance(text, str):
-                self._texts.setdefault(choice_index(choice), []).append(text)
+        for index, text in delta_texts(data):
+            self._texts.setdefault(index, []).append(text)
 
     def _final_texts(self) -> list[str]:
         if self.is_sse:

@@ -9,7 +9,7 @@ from detectors.base import Finding
 from detectors.redact import Redactor
 from proxy.policy.engine import Action, Verdict
 from proxy.policy.hooks import Recorder
-from proxy.policy.texts import response_slots
+from proxy.wire.texts import response_slots
 
 ScanMany = Callable[[list[str]], Awaitable[Verdict]]
 

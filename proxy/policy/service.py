@@ -21,8 +21,8 @@ from proxy.policy.hooks import ResponseTransform
 from proxy.policy.metrics import PolicyMetrics
 from proxy.policy.settings import PolicySettings
 from proxy.policy.stream import StreamEnforcer
-from proxy.policy.texts import request_slots
 from proxy.tasks import TaskOwner
+from proxy.wire.texts import request_slots
 
 log = logging.getLogger("warden.policy")
 AuditSink = Callable[[Verdict, str, Scope], None]
@@ -39,6 +39,11 @@ class PolicyService:
         self.background = background
         self.sinks: list[AuditSink] = []
         self._salt = os.environ.get(settings.redaction_salt_env, "").encode()
+
+    def apply(self, settings: PolicySettings) -> None:
+        """A reloaded `policy:` section: rules and mode change at once; the detector chain stays as started."""
+        self.settings = settings
+        self.engine = PolicyEngine(settings)
 
     def redactor(self) -> Redactor:
         """One per request or response, so numbering is consistent within it and nowhere else."""

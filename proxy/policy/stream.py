@@ -21,53 +21,10 @@ from detectors.redact import Redactor
 from proxy.errors import sse_error_event
 from proxy.policy.engine import Action, Verdict
 from proxy.policy.hooks import Recorder, Scan
+from proxy.wire.sse import EventTooLarge, SSEDecoder, choice_index, sse
 
 CONTEXT_CHARS = 64
 FIRST_STEP = 8
-
-
-class EventTooLarge(ValueError):
-    """A backend sent more than the cap without ending an event: it cannot be scanned, only held."""
-
-
-class SSEDecoder:
-    """Splits a byte stream into SSE events (blank-line separated), returning each event's data.
-
-    An unfinished event is held until its blank line comes; `max_event_bytes` bounds that hold,
-    so a backend that never ends an event cannot grow the proxy's memory without limit.
-    """
-
-    def __init__(self, max_event_bytes: int | None = None) -> None:
-        self._buffer = b""
-        self.max_event_bytes = max_event_bytes
-
-    def feed(self, chunk: bytes) -> list[str]:
-        self._buffer += chunk.replace(b"\r\n", b"\n")
-        events = []
-        while (end := self._buffer.find(b"\n\n")) >= 0:
-            raw, self._buffer = self._buffer[:end], self._buffer[end + 2:]
-            lines = raw.decode("utf-8", "replace").split("\n")
-            data = [line[5:].removeprefix(" ") for line in lines if line.startswith("data:")]
-            if data:
-                events.append("\n".join(data))
-        if self.max_event_bytes is not None and len(self._buffer) > self.max_event_bytes:
-            self._buffer = b""
-            raise EventTooLarge(f"an SSE event grew past {self.max_event_bytes} bytes without ending")
-        return events
-
-    def rest(self) -> bytes:
-        rest, self._buffer = self._buffer, b""
-        return rest
-
-
-def choice_index(choice: dict[str, Any]) -> int:
-    """A choice's index as sent; a backend's malformed one counts as choice 0 rather than failing."""
-    index = choice.get("index", 0)
-    return index if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < 1024 else 0
-
-
-def sse(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
 @dataclass

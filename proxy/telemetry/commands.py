@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, TextIO
 
-from proxy.settings import TelemetrySettings
 from proxy.telemetry.migrate import applied_versions, migrate, target_for
 from proxy.telemetry.schema import render_all
+from proxy.telemetry.settings import TelemetrySettings
 from proxy.telemetry.store import Rows, StoreError, database_for, open_store
 
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from proxy.relay import Exchange
+from proxy.exchange import Exchange
 from proxy.upstream import Backend
 
 # Sent by clients that version their prompts; stored as lineage on the request's row.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from proxy.settings import TelemetrySettings
 from proxy.telemetry.schema import (
     MIGRATIONS,
     MIGRATIONS_TABLE,
@@ -15,6 +14,7 @@ from proxy.telemetry.schema import (
     ttl_clause,
     ttl_days,
 )
+from proxy.telemetry.settings import TelemetrySettings
 from proxy.telemetry.store import Store, database_for
 
 log = logging.getLogger("warden.telemetry.migrate")

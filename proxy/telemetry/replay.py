@@ -18,14 +18,46 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
+from proxy.telemetry.metrics import TelemetryMetrics
 from proxy.telemetry.migrate import migrate
-from proxy.telemetry.spool import Entry, Record
-from proxy.telemetry.store import StoreError
+from proxy.telemetry.schema import Target
+from proxy.telemetry.settings import TelemetrySettings
+from proxy.telemetry.spool import Entry, Record, Spool
+from proxy.telemetry.store import Store, StoreError
 
-if TYPE_CHECKING:
-    from proxy.telemetry.writer import TelemetryWriter
+T = TypeVar("T")
+
+
+class Host(Protocol):
+    """The writer's side of replay (proxy/telemetry/writer.py): its store, spool, events and I/O thread.
+
+    Declared here so that the replayer states what it shares with the writer, and neither imports the other.
+    """
+
+    settings: TelemetrySettings
+    target: Target
+    metrics: TelemetryMetrics
+    store: Store | None
+    spool: Spool | None
+    retry_s: tuple[float, float]
+    spooled: asyncio.Event
+    spool_empty: asyncio.Event
+    spool_pending: bool
+
+    async def io(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    async def connect(self) -> bool: ...
+
+    def store_down(self, exc: BaseException) -> None: ...
+
+    async def insert(self, entry: Entry, token: str) -> None: ...
+
+    def spool_drained(self) -> None: ...
+
+    def sync_spool_state(self) -> None: ...
 
 log = logging.getLogger("warden.telemetry.replay")
 
@@ -80,7 +112,7 @@ def merged(records: list[Record]) -> tuple[Entry, str]:
 
 
 class Replayer:
-    def __init__(self, writer: TelemetryWriter) -> None:
+    def __init__(self, writer: Host) -> None:
         self.w = writer
         self._failures = 0
         self._done: set[int] = set()  # groups of the current intent already inserted by this process

@@ -29,11 +29,11 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from proxy.settings import TelemetrySettings
 from proxy.telemetry.metrics import TelemetryMetrics
 from proxy.telemetry.migrate import migrate, target_for
 from proxy.telemetry.replay import Replayer, outage
 from proxy.telemetry.schema import TABLES, Table
+from proxy.telemetry.settings import TelemetrySettings
 from proxy.telemetry.spool import Entry, Spool, encode
 from proxy.telemetry.store import Store, StoreError, describe, open_store
 

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from proxy.settings import HealthSettings
+from proxy.upstream.settings import HealthSettings
 
 log = logging.getLogger("warden.upstream")
 

@@ -16,12 +16,12 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 from proxy.errors import Overloaded, Unavailable
-from proxy.settings import GroupSettings
 from proxy.upstream.backend import Backend
 from proxy.upstream.balancer import make_balancer
+from proxy.upstream.settings import GroupSettings
 
 
 class Group:
@@ -58,7 +58,7 @@ class Group:
         # Percent of the primary's traffic this canary takes now: 0 until its smoke test passes, or after
         # a rollback (proxy/codeploy/rollout.py); the configured weight at once when there is no smoke test.
         canary = settings.canary
-        self.traffic_weight = canary.weight if canary is not None and canary.smoke is None else 0.0
+        self.traffic_weight = canary.weight if canary is not None and canary.opens_at_once() else 0.0
         key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
         # Sent upstream instead of whatever the client sent; never logged, never in a response.
         self.authorization: str | None = f"Bearer {key}" if key else None
@@ -189,7 +189,7 @@ class UpstreamPool:
         self.default_group = wildcard[0] if wildcard else next((g for g in groups if not g.canary_of), groups[0])
 
     @classmethod
-    def from_settings(cls, settings: list[GroupSettings], rng: random.Random | None = None) -> UpstreamPool:
+    def from_settings(cls, settings: Sequence[GroupSettings], rng: random.Random | None = None) -> UpstreamPool:
         return cls([Group(s, rng=rng) for s in settings])
 
     def group_for(self, model: str) -> Group | None:

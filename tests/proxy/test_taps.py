@@ -6,8 +6,9 @@ from typing import Any
 
 import aiohttp
 
-from proxy.relay import Exchange
-from proxy.taps import Capture, output_text
+from proxy.exchange import Exchange
+from proxy.taps import Capture
+from proxy.wire.texts import output_text
 from tests.proxy.conftest import ProxyFactory, RunningProxy, UpstreamFactory, proxy_config
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}

@@ -15,9 +15,10 @@ from proxy.errors import InvalidRequest
 from proxy.policy.audit import AuditTap
 from proxy.policy.buffered import JsonEnforcer
 from proxy.policy.engine import Action, Decision, Verdict
-from proxy.policy.stream import SSEDecoder, StreamEnforcer
+from proxy.policy.stream import StreamEnforcer
 from proxy.routes import parse_object, validate_openai
-from proxy.taps import output_text
+from proxy.wire.sse import SSEDecoder
+from proxy.wire.texts import output_text
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

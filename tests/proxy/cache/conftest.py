@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proxy.app import create_app
+from proxy.app.factory import create_app
 from proxy.settings import build_settings
 from proxy.state import EXCHANGE
 from tests.proxy.conftest import RunningProxy, proxy_config

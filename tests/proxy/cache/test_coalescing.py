@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from proxy.cache.service import ResponseCache
-from proxy.policy.stream import SSEDecoder
+from proxy.wire.sse import SSEDecoder
 from tests.proxy.cache.conftest import CachedProxyFactory, GatedUpstream, cache_config, wait_for
 from tests.proxy.conftest import RunningProxy
 

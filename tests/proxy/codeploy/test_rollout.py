@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from proxy.codeploy.rollout import RolloutController
-from proxy.governance.reload import apply_live
+from proxy.control.reload import apply_live
 from proxy.settings import build_settings
 from proxy.upstream import UpstreamPool
 from tests.proxy.conftest import ProxyFactory, RunningProxy, UpstreamFactory, proxy_config

@@ -8,10 +8,11 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from proxy.codeploy.settings import UpstreamGroupSettings as GroupSettings
 from proxy.codeploy.signals import LoadScraper, parse_signals
-from proxy.settings import GroupSettings, HealthSettings
 from proxy.upstream import Backend, Group, UpstreamPool
 from proxy.upstream.balancer import LeastLoaded, reported_load
+from proxy.upstream.settings import HealthSettings
 
 VLLM = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from proxy.driftwatch.feed import DriftFeed, FeedMetrics
 from proxy.driftwatch.settings import DriftSettings
-from proxy.relay import Exchange, FindingRecord
+from proxy.exchange import Exchange, FindingRecord
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
 

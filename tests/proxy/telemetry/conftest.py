@@ -17,8 +17,8 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
-from proxy.settings import TelemetrySettings
 from proxy.telemetry import TelemetryWriter
+from proxy.telemetry.settings import TelemetrySettings
 from tests.proxy.telemetry.chhttp import FakeClickHouse
 
 # chdb_dir, chdb_client and db live in tests/proxy/conftest.py: every package that writes telemetry

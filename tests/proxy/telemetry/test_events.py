@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.relay import Exchange
+from proxy.exchange import Exchange
 from proxy.telemetry.events import REQUEST_COLUMNS, request_row
 from proxy.telemetry.schema import TABLES
 

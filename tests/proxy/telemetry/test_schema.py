@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from proxy.settings import TelemetrySettings
 from proxy.telemetry.migrate import applied_versions, apply_retention, migrate, target_for
 from proxy.telemetry.queries import DASHBOARD_QUERIES, dashboard_query
 from proxy.telemetry.schema import MIGRATIONS, TABLES, Target, render_all, ttl_days
+from proxy.telemetry.settings import TelemetrySettings
 from proxy.telemetry.store import open_store
 from tests.proxy.telemetry.conftest import WriterFactory, count, eventually
 

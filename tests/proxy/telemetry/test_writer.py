@@ -12,10 +12,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
-from proxy.relay import Exchange
-from proxy.settings import TelemetrySettings
+from proxy.exchange import Exchange
 from proxy.telemetry import TelemetryWriter
 from proxy.telemetry.events import request_row
+from proxy.telemetry.settings import TelemetrySettings
 from proxy.telemetry.spool import decode
 from proxy.telemetry.store import HttpStore, Store, open_store
 from tests.proxy.telemetry.chhttp import FakeClickHouse

@@ -11,8 +11,8 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
-from proxy.settings import TelemetrySettings
 from proxy.telemetry import TelemetryWriter
+from proxy.telemetry.settings import TelemetrySettings
 
 
 async def main(settings_json: str, rows: int) -> None:

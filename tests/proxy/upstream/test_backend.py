@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from proxy.settings import HealthSettings
 from proxy.upstream.backend import Backend
+from proxy.upstream.settings import HealthSettings
 
 
 def backend(**health: float) -> Backend:

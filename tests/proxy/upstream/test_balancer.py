@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from proxy.settings import HealthSettings
 from proxy.upstream.backend import Backend
 from proxy.upstream.balancer import LeastOutstanding, PrefixAffinity, RoundRobin
+from proxy.upstream.settings import HealthSettings
 
 
 def backends(n: int, *, cap: int = 1000, weights: list[int] | None = None) -> list[Backend]:

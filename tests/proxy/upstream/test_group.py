@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from proxy.errors import Overloaded, Unavailable
-from proxy.settings import GroupSettings
 from proxy.upstream import Group
+from proxy.upstream.settings import GroupSettings
 
 
 def group(cap: int = 1, max_waiting: int = 2, timeout_s: float = 1.0, n: int = 1) -> Group:

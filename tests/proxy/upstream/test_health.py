@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import aiohttp
 
-from proxy.settings import GroupSettings
 from proxy.upstream import Group, HealthProber, UpstreamPool
+from proxy.upstream.settings import GroupSettings
 from tests.proxy.conftest import UpstreamFactory
 from tests.support.llama import free_port
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
+
+from proxy.wire.sse import stream_text
 
 
 @dataclass
@@ -71,3 +74,16 @@ def system_prompt(payload: dict[str, Any]) -> str:
             elif isinstance(content, list):
                 parts += [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
     return "\n".join(parts)
+
+
+def output_text(content_type: str, body: bytes) -> str:
+    """The output text of a whole answer: choices' content for JSON, joined deltas for SSE."""
+    if content_type == "text/event-stream":
+        return "\n".join(stream_text(body))
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return ""
+    if not isinstance(payload, dict):
+        return ""
+    return "\n".join(slot.get() for _, slot in response_slots(payload))

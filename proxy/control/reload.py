@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass, field
 
 from proxy.codeploy.rollout import canary_weight_changes
-from proxy.policy.engine import PolicyEngine
 from proxy.settings import ConfigError, WardenSettings, load_settings
 from proxy.state import ProxyState
 
@@ -84,8 +83,7 @@ def apply_live(state: ProxyState, new: WardenSettings) -> ReloadResult:
             result.restart_needed.append("governance")
     if "policy" in changed:
         if state.policy is not None:
-            state.policy.settings = merged.policy
-            state.policy.engine = PolicyEngine(merged.policy)
+            state.policy.apply(merged.policy)
             result.applied.append("policy")
         else:
             result.applied.append("policy (no detectors run, so it has no effect yet)")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from proxy.governance.gate import Audit, Governance
+from proxy.governance.gate import Governance
 from proxy.governance.metrics import GovernanceMetrics
 from proxy.governance.settings import GovernanceSettings
-from proxy.governance.watch import KeysWatcher
+from proxy.governance.watch import Audit, KeysWatcher
 from proxy.state import ProxyState
 
 log = logging.getLogger("warden.audit")

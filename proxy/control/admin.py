@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.control.reload import reload_config
 from proxy.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RouteNotFound, WardenError
 from proxy.governance.gate import Governance
 from proxy.governance.keys import KeysFile, digest
-from proxy.governance.reload import reload_config
 from proxy.governance.settings import valid_name
 from proxy.routes import parse_object
 from proxy.state import STATE, ProxyState

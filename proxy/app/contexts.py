@@ -1,0 +1,148 @@
+"""The cleanup contexts of the proxy's own resources: clients, health probes, scanner, telemetry, policy, cache.
+
+Each context opens one resource when the app starts and closes it when the app stops, in mirror
+order; the factory (proxy/app/factory.py) lists them, with the wings' contexts, in one ordered list.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+
+from detectors.runtime.client import ScannerClient
+from detectors.runtime.supervisor import ScannerSupervisor
+from proxy.cache.service import ResponseCache
+from proxy.policy.audit_sink import detections_sink
+from proxy.policy.build import build_policy
+from proxy.policy.metrics import PolicyMetrics
+from proxy.state import ProxyState
+from proxy.tasks import TaskOwner
+from proxy.telemetry import TelemetryWriter
+from proxy.telemetry.events import health_listener
+from proxy.upstream import HealthProber
+from proxy.upstream.http1 import Http1Client
+
+log = logging.getLogger("warden.app")
+
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+def client_session_ctx(state: ProxyState) -> Context:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        # No auto headers and no decompression: the client's headers and the upstream's bytes
+        # pass through as they are.
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, enable_cleanup_closed=True)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+        timeouts = state.settings.timeouts
+        client = Http1Client(timeouts.connect_s, timeouts.read_s)
+        state.attach(session, client)
+        try:
+            yield
+        finally:
+            state.attach(None, None)
+            await client.close()
+            await session.close()
+
+    return ctx
+
+
+def health_ctx(state: ProxyState) -> Context:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        prober = HealthProber(state.pool, state.session)
+        await prober.start()
+        try:
+            yield
+        finally:
+            await prober.stop()
+
+    return ctx
+
+
+def scanner_ctx(state: ProxyState) -> Context:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = state.settings.scanner
+        if settings.mode == "off" or (settings.mode == "managed" and not settings.models):
+            reason = "scanner.mode is off" if settings.mode == "off" else "no scanner.models configured"
+            log.warning("scanner not started (%s): no detector will run", reason)
+            yield
+            return
+        supervisor = ScannerSupervisor(settings) if settings.mode == "managed" else None
+        if supervisor is not None:
+            await supervisor.start()  # returns once models are loaded and warmed up
+        state.scanner = ScannerClient(settings.address, settings.call_timeout_s)
+        try:
+            yield
+        finally:
+            await state.scanner.close()
+            state.scanner = None
+            if supervisor is not None:
+                await supervisor.stop()
+
+    return ctx
+
+
+def telemetry_ctx(state: ProxyState) -> Context:
+    """The writer lives as long as the app; with the embedded store (chDB) only one process may run."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if not state.settings.telemetry.enabled:
+            yield
+            return
+        writer = TelemetryWriter(state.settings.telemetry, state.registry)
+        await writer.start()
+        state.telemetry = writer
+        listener = health_listener(writer.emit)
+        for backend in state.pool.backends():
+            backend.listener = listener
+        try:
+            yield
+        finally:
+            for backend in state.pool.backends():
+                backend.listener = None
+            state.telemetry = None
+            await writer.stop()
+
+    return ctx
+
+
+def policy_ctx(state: ProxyState) -> Context:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if not state.settings.detectors:
+            log.warning("no detectors configured: requests and responses pass unscanned")
+            yield
+            return
+        background = TaskOwner("policy")
+        state.policy = await build_policy(state.settings.detectors, state.settings.policy, state.scanner,
+                                          PolicyMetrics(state.registry), background)
+        if state.telemetry is not None:
+            versions = {e.detector.name: e.detector.version for e in state.policy.chain.entries}
+            state.policy.sinks.append(detections_sink(state.telemetry.emit, versions))
+        try:
+            yield
+        finally:
+            state.policy = None
+            await background.close(state.settings.server.shutdown_grace_s)
+
+    return ctx
+
+
+def cache_ctx(state: ProxyState) -> Context:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        background = TaskOwner("cache")  # stores answers after their exchange ended
+        emit = state.telemetry.emit if state.telemetry is not None else None
+        state.cache = ResponseCache(state.settings.cache, state.registry, background, emit)
+        try:
+            yield
+        finally:
+            cache, state.cache = state.cache, None
+            await background.close(state.settings.server.shutdown_grace_s)
+            await cache.close()
+
+    return ctx

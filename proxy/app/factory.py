@@ -1,0 +1,68 @@
+"""The application factory: composes state, routes, one middleware, and a cleanup context per wing.
+
+This package is the composition root: the only place that knows every wing. The contexts run in
+the order of one list, so start-up and shutdown (its mirror) read top to bottom in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from proxy.app.codeploy import managed_ctx, traffic_ctx
+from proxy.app.contexts import (
+    Context,
+    cache_ctx,
+    client_session_ctx,
+    health_ctx,
+    policy_ctx,
+    scanner_ctx,
+    telemetry_ctx,
+)
+from proxy.app.drift import drift_ctx
+from proxy.app.governance import governance_ctx
+from proxy.app.middleware import exchange_middleware
+from proxy.cache.service import add_cache_header
+from proxy.control.admin import add_admin_routes
+from proxy.metrics import ProxyMetrics
+from proxy.review.wiring import review_context
+from proxy.routes import add_routes
+from proxy.settings import WardenSettings
+from proxy.state import STATE, ProxyState
+from proxy.upstream import UpstreamPool
+
+
+def contexts(state: ProxyState) -> list[Context]:
+    """Every resource of the app, in start order (shutdown runs the other way)."""
+    cache = [cache_ctx(state)] if state.settings.cache.enabled else []
+    return [
+        telemetry_ctx(state),  # first in, last out: it records until the very end
+        governance_ctx(state),
+        managed_ctx(state),  # model servers Warden runs: up before the prober, down last
+        client_session_ctx(state),
+        health_ctx(state),
+        scanner_ctx(state),
+        policy_ctx(state),
+        review_context(state),  # the review queue's store and sampler, when enabled
+        drift_ctx(state),  # embeddings and drift statistics off the loop, when enabled
+        *cache,
+        traffic_ctx(state),  # load signals, canary smoke tests and rollback, once policy is up
+    ]
+
+
+def create_app(settings: WardenSettings, registry: CollectorRegistry | None = None,
+               config_path: Path | None = None) -> web.Application:
+    registry = registry if registry is not None else CollectorRegistry()
+    pool = UpstreamPool.from_settings(settings.upstreams)
+    state = ProxyState(settings=settings, pool=pool, registry=registry, metrics=ProxyMetrics(registry, pool),
+                       config_path=config_path)
+    app = web.Application(middlewares=[exchange_middleware], client_max_size=settings.limits.max_body_bytes)
+    app[STATE] = state
+    app.cleanup_ctx.extend(contexts(state))
+    if settings.cache.enabled:
+        app.on_response_prepare.append(add_cache_header)
+    add_routes(app)
+    add_admin_routes(app)
+    return app

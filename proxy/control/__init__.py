@@ -1,0 +1,1 @@
+"""The control plane: the admin API, config reload and the `warden keys` commands, above the app it steers."""
