@@ -130,3 +130,28 @@ def test_throttle_memory_is_bounded_against_spoofed_names() -> None:
     for _ in range(throttle.free):
         assert throttle.admit("10.9.9.9", "alice", known=True) == 0
     assert throttle.admit("10.9.9.8", "alice", known=True) > 0  # the name is throttled from any address
+
+
+async def test_hashes_run_on_a_bounded_pool_off_the_loop() -> None:
+    hasher = auth.PasswordHasher(n=2**15, workers=2, max_waiting=6)
+    reviewers = [ReviewerSettings(name="a", password_hash=hash_password("pw", n=2**15))]
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - start - 0.005)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        logins = [asyncio.ensure_future(hasher.authenticate(reviewers, "a", "wrong", {})) for _ in range(6)]
+        await asyncio.sleep(0)
+        assert hasher.busy
+        with pytest.raises(auth.HasherBusy):  # a seventh waits for nothing: it is refused at once
+            await hasher.authenticate(reviewers, "a", "pw", {})
+        assert [r.reviewer for r in await asyncio.gather(*logins)] == [None] * 6
+    finally:
+        tick.cancel()
+        await hasher.close()
+    assert max(lags) < 0.1, f"the event loop stalled {max(lags):.3f}s while hashing"

@@ -17,6 +17,8 @@ from proxy.review.wiring import REVIEW
 from tests.proxy.conftest import ProxyFactory, RunningProxy, UpstreamFactory, proxy_config
 
 PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-2"}
+# These tests log in often; scrypt at its real cost (n=2^17, ~0.4 s) is exercised in tests/security.
+TEST_SCRYPT_N = 2**14
 TOKEN = "carol-token-0123456789abcdef"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -25,8 +27,8 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 def reviewer_config() -> list[dict[str, Any]]:
     # Hashed once per session: scrypt is slow on purpose.
     return [
-        {"name": "alice", "password_hash": hash_password(PASSWORDS["alice"]), "can_reveal": True},
-        {"name": "bob", "password_hash": hash_password(PASSWORDS["bob"])},
+        {"name": "alice", "password_hash": hash_password(PASSWORDS["alice"], n=TEST_SCRYPT_N), "can_reveal": True},
+        {"name": "bob", "password_hash": hash_password(PASSWORDS["bob"], n=TEST_SCRYPT_N)},
         {"name": "carol", "token_sha256": token_sha256(TOKEN)},
     ]
 
@@ -80,7 +82,9 @@ ClientFactory = Callable[[str, str], Awaitable[Client]]
 async def review_proxy(make_upstream: UpstreamFactory, make_proxy: ProxyFactory, tmp_path: Path,
                        reviewer_config: list[dict[str, Any]]) -> RunningProxy:
     upstream = await make_upstream()
-    return await make_proxy(review_config(upstream.url, tmp_path / "review.sqlite3", reviewer_config))
+    proxy = await make_proxy(review_config(upstream.url, tmp_path / "review.sqlite3", reviewer_config))
+    proxy.runner.app[REVIEW].hasher.n = TEST_SCRYPT_N  # the cost the hashes above were made at: no rehash
+    return proxy
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from proxy.review.service import ReviewService
 from proxy.review.wiring import REVIEW
 from proxy.server import start_runner
 from proxy.settings import build_settings
+from tests.proxy.review.conftest import TEST_SCRYPT_N
 from tests.support.fake_upstream import FakeUpstream
 
 T = TypeVar("T")
@@ -67,6 +68,9 @@ class ServedProxy:
                            "double_review_share": 0.0, "counts_flush_s": 0.05},
             }
             self._runner, self.url = await start_runner(build_settings(config), CollectorRegistry())
+            app = self._runner.app
+            assert isinstance(app, web.Application)
+            app[REVIEW].hasher.n = TEST_SCRYPT_N  # the reviewers' hashes are made at this cost
         except BaseException as exc:
             self._error = exc
             self._ready.set()
