@@ -22,7 +22,6 @@ from proxy.errors import ContentBlocked, InvalidRequest, ModelNotFound, PayloadT
 from proxy.exchange import Exchange
 from proxy.openapi import openapi_spec
 from proxy.policy.engine import Scope
-from proxy.review.wiring import install_review
 from proxy.state import EXCHANGE, PRINCIPAL, STATE, ProxyState
 from proxy.telemetry.events import MAX_LABEL, PROMPT_TEMPLATE_ID, PROMPT_TEMPLATE_VERSION
 from proxy.upstream import Group
@@ -270,4 +269,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_route)
     app.router.add_get("/openapi.json", openapi_route)
-    install_review(app)  # /review: the reviewer UI, when review is enabled

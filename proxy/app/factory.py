@@ -27,7 +27,7 @@ from proxy.app.middleware import exchange_middleware
 from proxy.cache.service import add_cache_header
 from proxy.control.admin import add_admin_routes
 from proxy.metrics import ProxyMetrics
-from proxy.review.wiring import review_context
+from proxy.app.review import install_review, review_context
 from proxy.routes import add_routes
 from proxy.settings import WardenSettings
 from proxy.state import STATE, ProxyState
@@ -64,5 +64,6 @@ def create_app(settings: WardenSettings, registry: CollectorRegistry | None = No
     if settings.cache.enabled:
         app.on_response_prepare.append(add_cache_header)
     add_routes(app)
+    install_review(app)  # /review: the reviewer UI, when review is enabled
     add_admin_routes(app)
     return app

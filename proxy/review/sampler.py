@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from proxy.relay import FindingRecord
+from proxy.exchange import FindingRecord
 from proxy.review.settings import ReviewSettings
 
 STRATA = ("blocked", "flagged", "near", "uniform")

@@ -18,14 +18,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from proxy.relay import Exchange
+from proxy.exchange import Exchange, Tap
 from proxy.review.estimates import rates_by_model
 from proxy.review.metrics import ReviewMetrics, ReviewSnapshot
 from proxy.review.sampler import Candidate, Draw, Sampler, ThresholdFor
 from proxy.review.settings import ReviewSettings
 from proxy.review.store import Item, Label, ReviewStore
-from proxy.taps import Capture, Tap, output_text
+from proxy.taps import Capture
 from proxy.tasks import TaskOwner
+from proxy.wire.texts import output_text
 
 log = logging.getLogger("warden.review")
 

@@ -13,7 +13,7 @@ import pytest
 
 from proxy.review.auth import hash_password, token_sha256
 from proxy.review.service import ReviewService
-from proxy.review.wiring import REVIEW
+from proxy.app.review import REVIEW
 from tests.proxy.conftest import ProxyFactory, RunningProxy, UpstreamFactory, proxy_config
 
 PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-2"}

@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.review.service import ReviewService
-from proxy.review.wiring import REVIEW
+from proxy.app.review import REVIEW
 from proxy.server import start_runner
 from proxy.settings import build_settings
 from tests.proxy.review.conftest import TEST_SCRYPT_N

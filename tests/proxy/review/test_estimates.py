@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 
-from proxy.relay import FindingRecord
+from proxy.exchange import FindingRecord
 from proxy.review.estimates import Reviewed, agreement, detector_quality, outcome_of, rate_estimate, wilson
 from proxy.review.sampler import Candidate, Sampler
 from proxy.review.settings import ReviewSettings

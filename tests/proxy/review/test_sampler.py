@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from proxy.relay import FindingRecord
+from proxy.exchange import FindingRecord
 from proxy.review.sampler import Candidate, Sampler, policy_thresholds
 from proxy.review.settings import ReviewSettings
 

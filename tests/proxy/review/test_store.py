@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.relay import FindingRecord
+from proxy.exchange import FindingRecord
 from proxy.review.sqlite_store import SQLiteStore
 from proxy.review.store import Filters, Item, Label
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from proxy.relay import FindingRecord
+from proxy.exchange import FindingRecord
 from proxy.review.store import Item
 from tests.proxy.conftest import RunningProxy
 from tests.proxy.review.conftest import PASSWORDS, TOKEN, Client, ClientFactory, service_of
