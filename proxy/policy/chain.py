@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from detectors.abuse import PromptLeakage
 from detectors.base import Detector, DetectorUnavailable, Direction, Finding, Priority
+from detectors.registry import DetectorOptions
 from proxy.policy.engine import UNAVAILABLE
 from proxy.policy.metrics import PolicyMetrics
-from proxy.policy.settings import DetectorSettings
 
 log = logging.getLogger("warden.detectors")
 
@@ -24,7 +24,7 @@ log = logging.getLogger("warden.detectors")
 @dataclass
 class ChainEntry:
     detector: Detector
-    settings: DetectorSettings
+    settings: DetectorOptions
 
 
 class DetectorChain:

@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, SerializeAsAny
 
+from detectors.builtin_types import detector_types
 from detectors.redact import Operator
+from detectors.registry import DetectorOptions
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DetectorSettings(_Section):
-    name: str
-    type: Literal["scanner", "patterns", "injection_rules", "similarity", "leakage"] = Field(
-        description="scanner: a model task of the scanner process (classifier or spans); patterns: secrets and "
-        "canaries; injection_rules: known attack phrasings; similarity: cosine to attack exemplars through an "
-        "embedding task; leakage: system-prompt n-gram overlap in outputs"
-    )
-    task: str | None = Field(None, description="the scanner task (for scanner and similarity)")
-    exemplars_file: str | None = Field(None, description="similarity: one attack per line (default: shipped set)")
-    ngram: int = Field(5, ge=2, description="leakage: words per n-gram")
-    directions: list[Literal["request", "response"]] = ["request", "response"]
-    on_error: Literal["open", "closed"] = Field(
-        "open", description="when it cannot answer: open lets the text through (counted), closed blocks it"
-    )
-    timeout_s: float = Field(2.0, gt=0)
-    report_min: float = Field(0.0, ge=0, le=1, description="scores below this are not findings at all")
-    secrets: bool = True
-    canaries: list[str] = Field(default_factory=list, description="strings whose appearance means leakage")
+def _detector_entry(entry: object) -> DetectorOptions:
+    return detector_types().validate(entry)
 
-    @model_validator(mode="after")
-    def _task_for_scanner(self) -> DetectorSettings:
-        if self.type in ("scanner", "similarity") and not self.task:
-            raise ValueError(f"a detector of type {self.type} needs a task (one of scanner.models[].task)")
-        return self
+
+# One `detectors:` entry, validated by the options model of the type it names: a built-in type's
+# (detectors/builtin_types.py) or an installed plugin's (detectors/registry.py). Serialised as the
+# model it was validated by, not as the base, so a dump keeps every key.
+DetectorSettings = Annotated[SerializeAsAny[DetectorOptions], PlainValidator(_detector_entry)]
 
 
 class RuleSettings(_Section):

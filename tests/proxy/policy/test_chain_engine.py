@@ -7,10 +7,11 @@ import asyncio
 from prometheus_client import CollectorRegistry
 
 from detectors.base import DetectorUnavailable, Direction, Finding, Priority
+from detectors.builtin_types import PatternsOptions
 from proxy.policy.chain import ChainEntry, DetectorChain
 from proxy.policy.engine import UNAVAILABLE, Action, PolicyEngine, Scope
 from proxy.policy.metrics import PolicyMetrics
-from proxy.policy.settings import DetectorSettings, PolicySettings, RuleSettings
+from proxy.policy.settings import PolicySettings, RuleSettings
 
 
 class Broken:
@@ -57,10 +58,10 @@ def test_scope_direction_and_span_rules() -> None:
 async def test_each_failure_is_isolated_counted_and_follows_its_rule() -> None:
     registry = CollectorRegistry()
     entries = [
-        ChainEntry(Broken("open-raise", "raise"), DetectorSettings(name="open-raise", type="patterns")),
-        ChainEntry(Broken("open-down", "unavailable"), DetectorSettings(name="open-down", type="patterns")),
+        ChainEntry(Broken("open-raise", "raise"), PatternsOptions(name="open-raise", type="patterns")),
+        ChainEntry(Broken("open-down", "unavailable"), PatternsOptions(name="open-down", type="patterns")),
         ChainEntry(Broken("closed-slow", "hang"),
-                   DetectorSettings(name="closed-slow", type="patterns", on_error="closed", timeout_s=0.05)),
+                   PatternsOptions(name="closed-slow", type="patterns", on_error="closed", timeout_s=0.05)),
     ]
     chain = DetectorChain(entries, PolicyMetrics(registry))
     findings = await chain.scan(["a", "b"], "request")

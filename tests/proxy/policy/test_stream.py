@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from detectors.builtin_types import PatternsOptions
 from detectors.redact import Redactor
 from proxy.policy.chain import ChainEntry, DetectorChain
 from proxy.policy.engine import PolicyEngine, Scope, Verdict
 from proxy.policy.metrics import PolicyMetrics
-from proxy.policy.settings import DetectorSettings, PolicySettings, RuleSettings
+from proxy.policy.settings import PolicySettings, RuleSettings
 from proxy.policy.stream import StreamEnforcer
 from tests.support.regex_pii import RegexPII
 
@@ -30,7 +31,7 @@ for label, value in SECRETS.items():
 
 
 def enforcer(action: str = "redact", window: int = 64) -> tuple[StreamEnforcer, list[Verdict]]:
-    chain = DetectorChain([ChainEntry(RegexPII(), DetectorSettings(name="pii", type="patterns"))],
+    chain = DetectorChain([ChainEntry(RegexPII(), PatternsOptions(name="pii", type="patterns"))],
                           PolicyMetrics(CollectorRegistry()))
     engine = PolicyEngine(PolicySettings(rules=[RuleSettings(detector="pii", action=action)]))
     recorded: list[Verdict] = []
