@@ -97,11 +97,11 @@ class WardenSettings(BaseSettings):
             raise ValueError("detector names must be unique")
         tasks = {m.task for m in self.scanner.models}
         for detector in self.detectors:
-            uses_scanner = detector.type in ("scanner", "similarity")
+            uses_scanner = detector.needs_scanner
             if uses_scanner and self.scanner.mode == "off":
                 raise ValueError(f"detector {detector.name!r} needs the scanner, but scanner.mode is off")
-            if uses_scanner and self.scanner.mode == "managed" and detector.task not in tasks:
-                raise ValueError(f"detector {detector.name!r} uses task {detector.task!r}, which no "
+            if uses_scanner and self.scanner.mode == "managed" and detector.scanner_task not in tasks:
+                raise ValueError(f"detector {detector.name!r} uses task {detector.scanner_task!r}, which no "
                                  f"scanner.models entry provides (tasks: {sorted(tasks)})")
         return self
 
