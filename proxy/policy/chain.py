@@ -3,6 +3,14 @@
 Detectors run concurrently; each has its own timeout. A detector that cannot answer is
 counted and logged, then follows its rule: fail-open contributes no findings, fail-closed
 contributes a `detector_unavailable` finding that the engine always blocks on.
+
+Every detector reads the normalised view of each text (detectors/normalize.py: NFKC, format
+characters dropped, look-alikes folded), and every placed finding is mapped back to the original
+text here, before the engine and redaction see it. The chain is the one place for it: every
+text on the request path (requests, answers, stream windows, the smoke check) and every
+detector (in-line, scanner-backed, plugins) passes through `scan`, so none can forget it, each
+text is normalised once however many detectors read it, and the offsets a detector returns
+never leave the chain unmapped.
 """
 
 from __future__ import annotations
@@ -10,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from detectors.abuse import PromptLeakage
 from detectors.base import Detector, DetectorUnavailable, Direction, Finding, Priority
+from detectors.normalize import View, normalize
 from detectors.registry import DetectorOptions
 from proxy.policy.engine import UNAVAILABLE
 from proxy.policy.metrics import PolicyMetrics
@@ -27,18 +36,42 @@ class ChainEntry:
     settings: DetectorOptions
 
 
+INLINE_NORMALIZE = 64 * 1024  # characters; more than this is normalised in a worker thread
+
+
+def _views(texts: list[str]) -> list[View]:
+    return [normalize(text) for text in texts]
+
+
+def _mapped(found: list[Finding], view: View) -> list[Finding]:
+    if not view.changed:
+        return found
+    out = []
+    for finding in found:
+        if finding.start is not None and finding.end is not None:
+            start, end = view.span(finding.start, finding.end)
+            finding = replace(finding, start=start, end=end)
+        out.append(finding)
+    return out
+
+
 class DetectorChain:
-    def __init__(self, entries: list[ChainEntry], metrics: PolicyMetrics) -> None:
+    """`normalized=False` hands detectors the raw texts (for measuring what normalisation buys)."""
+
+    def __init__(self, entries: list[ChainEntry], metrics: PolicyMetrics, *, normalized: bool = True) -> None:
         self.entries = entries
         self.metrics = metrics
+        self.normalized = normalized
 
     def for_system_prompt(self, system_prompt: str) -> DetectorChain:
-        """This exchange's chain: leakage detectors learn the prompt they must not see repeated."""
+        """This exchange's chain: leakage detectors learn the prompt they must not see repeated
+        (normalised like the outputs it is compared with)."""
         if not any(isinstance(e.detector, PromptLeakage) for e in self.entries):
             return self
-        entries = [ChainEntry(e.detector.for_prompt(system_prompt), e.settings)
+        prompt = normalize(system_prompt).text if self.normalized else system_prompt
+        entries = [ChainEntry(e.detector.for_prompt(prompt), e.settings)
                    if isinstance(e.detector, PromptLeakage) else e for e in self.entries]
-        return DetectorChain(entries, self.metrics)
+        return DetectorChain(entries, self.metrics, normalized=self.normalized)
 
     def applies(self, direction: Direction) -> bool:
         return any(direction in e.detector.directions for e in self.entries)
@@ -48,9 +81,16 @@ class DetectorChain:
         merged: list[list[Finding]] = [[] for _ in texts]
         if not texts or not entries:
             return merged
-        for result in await asyncio.gather(*(self._run(e, texts, priority) for e in entries)):
+        if not self.normalized:
+            views = [View(text, text) for text in texts]
+        elif sum(map(len, texts)) > INLINE_NORMALIZE:
+            views = await asyncio.to_thread(_views, texts)
+        else:
+            views = _views(texts)
+        seen = [view.text for view in views]
+        for result in await asyncio.gather(*(self._run(e, seen, priority) for e in entries)):
             for index, found in enumerate(result):
-                merged[index].extend(found)
+                merged[index].extend(_mapped(found, views[index]))
         return merged
 
     async def _run(self, entry: ChainEntry, texts: list[str], priority: Priority) -> list[list[Finding]]:
