@@ -15,10 +15,19 @@ from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.runtime.client import ScannerError
-from proxy.errors import ContentBlocked, InvalidRequest, ModelNotFound, PayloadTooLarge, RequestTimeout, Unavailable
+from proxy.errors import (
+    ContentBlocked,
+    InvalidRequest,
+    MethodNotAllowed,
+    ModelNotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unavailable,
+)
 from proxy.exchange import Exchange
 from proxy.openapi import openapi_spec
 from proxy.policy.engine import Scope
@@ -156,41 +165,142 @@ async def _scan_and_forward(request: web.Request, state: ProxyState, exchange: E
 
 
 def check_path(raw_path: str) -> None:
-    """The raw path goes upstream as sent; a dot segment or encoded slash would let it leave /v1 there."""
+    """The raw path goes upstream as sent: nothing in it may read differently there than here.
+
+    A dot segment or encoded slash would let it leave /v1; an empty segment, `;params` or a control
+    character is something servers disagree on (one strips it, another keeps it), and no /v1 route has one.
+    """
     path = raw_path.partition("?")[0]
     lowered = path.lower()
-    if "%2f" in lowered or "%5c" in lowered or "\\" in path or {".", ".."} & set(unquote(path).split("/")):
-        raise InvalidRequest("the path may not hold dot segments or encoded slashes", code="invalid_path")
+    decoded = unquote(path)
+    if ("%2f" in lowered or "%5c" in lowered or "\\" in path or {".", ".."} & set(decoded.split("/"))
+            or "//" in decoded or ";" in decoded or not decoded.isprintable()):
+        raise InvalidRequest("the path may not hold dot segments, empty segments, encoded slashes, ';' or "
+                             "control characters", code="invalid_path")
+
+
+def guarded_routes() -> dict[str, frozenset[str]]:
+    """The routes Warden reads itself (scans, or filters per tenant), each with the methods it answers.
+
+    Read from OPENAI_POST_ROUTES when called, so a route added there is guarded with no other change.
+    """
+    methods = {route: frozenset({"POST"}) for route in OPENAI_POST_ROUTES}
+    methods["/v1/models"] = frozenset({"GET", "HEAD"})
+    return methods
+
+
+def normal_path(target: str) -> str:
+    """What some server might take a request target for: every reading any upstream could make, folded.
+
+    Absolute form cut to its path; query and fragment dropped; percent-decoding repeated (a double
+    encoding decoded by one hop and then by the next); `;params` cut from each segment; control,
+    format and space characters dropped; empty and dot segments resolved; case folded.
+    """
+    path = target if target.startswith("/") else "/" + target.partition("//")[2].partition("/")[2]
+    path = path.partition("?")[0].partition("#")[0]
+    for _ in range(4):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    kept: list[str] = []
+    for segment in path.split("/"):
+        segment = "".join(c for c in segment.partition(";")[0] if c.isprintable() and not c.isspace())
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment not in ("", "."):
+            kept.append(segment)
+    return ("/" + "/".join(kept)).casefold()
+
+
+def route_guard() -> Middleware:
+    """A middleware: a guarded route is served only as itself, and only for its own methods.
+
+    A variant (`/v1/chat/completions/`, `//`, `;x`, `%00`, `%63`, `/V1/...`) is refused with 400 rather
+    than relayed raw by the /v1 catch-all, where the model server could read it as the route itself,
+    unscanned; another method gets 405 for the same reason. Canonical targets cost one dict lookup.
+    """
+    methods = guarded_routes()
+    canonical = {route.casefold(): route for route in methods}
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        target = request.raw_path
+        allowed = methods.get(target.partition("?")[0])
+        if allowed is None:
+            route = canonical.get(normal_path(target))
+            if route is not None:
+                raise InvalidRequest(f"not a canonical route: send it as {route} (no trailing slash, empty or "
+                                     f"dot segments, ';', percent-encoding or other case)", code="invalid_path")
+        elif request.method not in allowed:
+            allow = ", ".join(sorted(allowed))
+            raise MethodNotAllowed(f"{request.method} is not allowed on {target.partition('?')[0]}; allowed: {allow}",
+                                   headers={"Allow": allow})
+        return await handler(request)
+
+    return guard
+
+
+def body_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object whatever its Content-Type; None when it is not JSON at all.
+
+    A model server reads JSON sent as text/plain (or UTF-16, or after a BOM) all the same, so Warden
+    reads it too. A body that looks like JSON but is not an object raises: it cannot be judged.
+    """
+    try:
+        encoding = json.detect_encoding(body)
+        text = body.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        return None
+    if not text.lstrip(" \t\r\n").startswith(("{", "[")):
+        return None
+    return parse_object(body if encoding == "utf-8" else text.encode("utf-8"))
+
+
+def model_in_path(path: str) -> str | None:
+    """GET /v1/models/{id} names a model in its path: judged like one in a body."""
+    prefix = "/v1/models/"
+    return path[len(prefix):] or None if path.startswith(prefix) else None
 
 
 async def passthrough_route(request: web.Request) -> web.StreamResponse:
-    """Other /v1 routes go to the group of the body's `model` when there is one, else the default."""
+    """Other /v1 routes, relayed unscanned; every tenant rule applies to them, whatever the body's type."""
     check_path(request.raw_path)
     state = request.app[STATE]
     body = await read_body(request, state)
-    group = state.pool.default_group
-    if body and request.content_type == "application/json":
-        try:
-            model = json.loads(body).get("model")
-        except (ValueError, AttributeError, RecursionError):
-            model = None
-        if isinstance(model, str):
-            request[EXCHANGE].model = model
-            group = state.pool.group_for(model) or group
+    gate = state.governance
+    try:
+        payload = body_object(body)
+    except InvalidRequest:
+        if gate is not None:
+            raise
+        payload = None  # no tenant rules to judge: the body only routes, and this one cannot
+    model = payload.get("model") if payload is not None else model_in_path(request.path)
+    if model is not None and not isinstance(model, str):
+        if gate is not None:
+            raise InvalidRequest("'model' must be a string", param="model", code="invalid_type")
+        model = None
     exchange = request[EXCHANGE]
+    exchange.model = model
     if state.policy is not None:  # the detectors read only the OpenAI routes above
         if state.policy.enforce and state.policy.settings.other_routes == "block":
             raise ContentBlocked(f"{request.path} cannot be scanned, and policy.other_routes is block",
                                  code="unscanned_route")
         state.policy.metrics.unscanned.labels("route").inc()
-    if state.governance is None:
+    if gate is None:
+        group = (state.pool.group_for(model) if model is not None else None) or state.pool.default_group
         return await state.relay.forward(request, exchange, group, body, None)
     principal = request[PRINCIPAL]
-    admission = await state.governance.admit(principal, exchange, exchange.model, None)
+    if model is None and body.strip():
+        gate.check_unnamed(principal, readable=payload is not None)
+    admission = await gate.admit(principal, exchange, model, payload)
     try:
-        if exchange.model is not None:
-            group = state.governance.group_for(principal, exchange.model, state.pool) or group
-        return await state.relay.forward(request, exchange, group, body, None)
+        chosen = (gate.group_for(principal, model, state.pool) if model is not None else None) \
+            or gate.group_for(principal, None, state.pool)
+        if chosen is None:
+            raise Unavailable("no upstream group is open to this key's tenant (every group is pinned to another)")
+        return await state.relay.forward(request, exchange, chosen, body, None)
     finally:
         admission.finish(exchange)
 

@@ -28,7 +28,7 @@ from proxy.cache.service import add_cache_header
 from proxy.control.admin import add_admin_routes
 from proxy.metrics import ProxyMetrics
 from proxy.app.review import install_review, review_context
-from proxy.routes import add_routes
+from proxy.routes import add_routes, route_guard
 from proxy.settings import WardenSettings
 from proxy.state import STATE, ProxyState
 from proxy.upstream import UpstreamPool
@@ -58,7 +58,8 @@ def create_app(settings: WardenSettings, registry: CollectorRegistry | None = No
     pool = UpstreamPool.from_settings(settings.upstreams)
     state = ProxyState(settings=settings, pool=pool, registry=registry, metrics=ProxyMetrics(registry, pool),
                        config_path=config_path)
-    app = web.Application(middlewares=[exchange_middleware], client_max_size=settings.limits.max_body_bytes)
+    app = web.Application(middlewares=[exchange_middleware, route_guard()],
+                          client_max_size=settings.limits.max_body_bytes)
     app[STATE] = state
     app.cleanup_ctx.extend(contexts(state))
     if settings.cache.enabled:

@@ -113,16 +113,37 @@ class Governance:
         return Principal(entry.tenant, entry.id, "key:" + entry.id)
 
     # -- may they, now ------------------------------------------------------------------
-    def group_for(self, principal: Principal, model: str, pool: UpstreamPool) -> Group | None:
-        """A pinned tenant uses its own group; others never land on a group pinned to someone."""
+    def group_for(self, principal: Principal, model: str | None, pool: UpstreamPool) -> Group | None:
+        """A pinned tenant uses its own group on every route; others never land on a group pinned to someone.
+
+        With no model (a request whose body names none), the tenant's default: its pinned group, else
+        the pool's default group when no tenant has it pinned, else the first group nobody has pinned.
+        """
         tenant = self.settings.tenant(principal.tenant)
         if tenant.upstream_group is not None:
             return next((g for g in pool.groups if g.name == tenant.upstream_group), None)
         dedicated = {t.upstream_group for t in self.settings.tenants.values() if t.upstream_group}
-        return next((g for g in pool.groups if g.name not in dedicated and g.matches(model)), None)
+        if model is not None:
+            return next((g for g in pool.groups if g.name not in dedicated and g.matches(model)), None)
+        if pool.default_group.name not in dedicated:
+            return pool.default_group
+        return next((g for g in pool.groups if g.name not in dedicated and g.canary_of is None), None)
 
     def may_use(self, principal: Principal, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, p) for p in self.settings.tenant(principal.tenant).models)
+
+    def check_unnamed(self, principal: Principal, readable: bool) -> None:
+        """A body that names no model gets the upstream's default model, which an allow-list is meant to
+        govern: a tenant limited to some models must name one Warden can read (what it cannot read, it
+        cannot judge). A request with no body (GET /v1/files) is never refused here."""
+        if "*" in self.settings.tenant(principal.tenant).models:
+            return
+        self._refuse(principal, "model_not_allowed")
+        if readable:
+            raise InvalidRequest("'model' is required: this key may use only some models", param="model",
+                                 code="missing_model")
+        raise InvalidRequest("this key may use only some models, and this body names none Warden can read: "
+                             "send a JSON object with 'model'", code="unreadable_body")
 
     async def admit(self, principal: Principal, exchange: Exchange, model: str | None,
                     payload: dict[str, Any] | None) -> Admission:
