@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from detectors.runtime.settings import ScannerSettings
@@ -28,6 +28,40 @@ from proxy.telemetry.settings import TelemetrySettings
 class ListenSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+
+
+class AdminSettings(Section):
+    """Where the control plane (/admin, /review, /metrics) listens when it is kept off the API port."""
+
+    listen: str | None = Field(None, description="host:port ([v6]:port) for /admin, /review and /metrics; "
+                               "the API port then answers 404 there. Unset: everything on `listen`.")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        return split_host_port(self.listen or "")[0]
+
+    @property
+    def port(self) -> int:
+        return split_host_port(self.listen or "")[1]
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port`; a bare v6 address is refused (which colon is the port's?)."""
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, as [::1]:9090")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port with a port from 0 to 65535 (e.g. 127.0.0.1:9090)")
+    return host, int(port)
 
 
 class TimeoutSettings(Section):
@@ -54,6 +88,7 @@ class WardenSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WARDEN_", env_nested_delimiter="__", extra="forbid")
 
     listen: ListenSettings = ListenSettings()
+    admin: AdminSettings = AdminSettings()  # its own listener, off the API port (docs/configuration.md)
     upstreams: list[UpstreamGroupSettings] = Field(default_factory=list)
     timeouts: TimeoutSettings = TimeoutSettings()
     limits: LimitSettings = LimitSettings()
@@ -88,6 +123,10 @@ class WardenSettings(BaseSettings):
         if dupes:
             raise ValueError(f"duplicate upstream group names: {', '.join(dupes)}")
         check_canaries(self.upstreams)
+        if self.admin.listen is not None and self.admin.port != 0 and \
+                (self.admin.host, self.admin.port) == (self.listen.host, self.listen.port):
+            raise ValueError(f"admin.listen: {self.admin.listen} is the API's own address (listen); "
+                             "give the admin side another port, or leave admin.listen unset")
         for tenant_name, tenant in self.governance.tenants.items():
             if tenant.upstream_group is not None and tenant.upstream_group not in names:
                 raise ValueError(f"governance.tenants.{tenant_name}.upstream_group: no upstream group named "

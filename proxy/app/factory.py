@@ -24,10 +24,11 @@ from proxy.app.contexts import (
 from proxy.app.drift import drift_ctx
 from proxy.app.governance import governance_ctx
 from proxy.app.middleware import exchange_middleware
+from proxy.app.review import REVIEW, install_review, review_context
 from proxy.cache.service import add_cache_header
 from proxy.control.admin import add_admin_routes
+from proxy.control.listener import ADMIN_SITE, AdminSite, admin_app, control_plane_elsewhere
 from proxy.metrics import ProxyMetrics
-from proxy.app.review import install_review, review_context
 from proxy.routes import add_routes, route_guard
 from proxy.settings import WardenSettings
 from proxy.state import STATE, ProxyState
@@ -58,13 +59,23 @@ def create_app(settings: WardenSettings, registry: CollectorRegistry | None = No
     pool = UpstreamPool.from_settings(settings.upstreams)
     state = ProxyState(settings=settings, pool=pool, registry=registry, metrics=ProxyMetrics(registry, pool),
                        config_path=config_path)
-    app = web.Application(middlewares=[exchange_middleware, route_guard()],
-                          client_max_size=settings.limits.max_body_bytes)
+    apart = settings.admin.listen is not None  # the control plane on its own address (proxy/control/listener.py)
+    middlewares = [exchange_middleware, route_guard(), control_plane_elsewhere] if apart else \
+        [exchange_middleware, route_guard()]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.limits.max_body_bytes)
     app[STATE] = state
     app.cleanup_ctx.extend(contexts(state))
     if settings.cache.enabled:
         app.on_response_prepare.append(add_cache_header)
     add_routes(app)
-    install_review(app)  # /review: the reviewer UI, when review is enabled
-    add_admin_routes(app)
+    if not apart:
+        install_review(app)  # /review: the reviewer UI, when review is enabled
+        add_admin_routes(app)
+        return app
+    admin = admin_app(state, [exchange_middleware])
+    install_review(admin)
+    if REVIEW in admin:
+        app[REVIEW] = admin[REVIEW]  # the review context runs with this app and finds its holder here
+    app[ADMIN_SITE] = site = AdminSite(admin)
+    app.cleanup_ctx.append(site.ctx)  # after every wing: it starts last and stops first
     return app
