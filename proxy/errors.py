@@ -30,7 +30,10 @@ class WardenError(Exception):
         if code is not None:
             self.code = code
 
-    def body(self) -> dict[str, Any]:
+    def body(self, shape: str = "openai") -> dict[str, Any]:
+        """The error as the route's clients parse it: OpenAI's shape, or Anthropic's on the Messages API."""
+        if shape == "anthropic":
+            return anthropic_error_body(self.message, self.status, self.type)
         return error_body(self.message, self.type, self.code, self.param)
 
 
@@ -133,6 +136,16 @@ class UpstreamTimeout(UpstreamError):
 
 def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def anthropic_error_body(message: str, status: int, type_: str) -> dict[str, Any]:
+    """`{"type": "error", "error": {"type", "message"}}` with Anthropic's type names, which go by status."""
+    kinds = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+             404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error"}
+    kind = kinds.get(status, "invalid_request_error" if status < 500 else "api_error")
+    if type_ == "rate_limit_error":
+        kind = "rate_limit_error"
+    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 def sse_error_event(message: str, code: str = "upstream_error") -> bytes:

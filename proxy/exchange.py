@@ -82,6 +82,7 @@ class Exchange:
     request_id: str
     started: float
     model: str | None = None
+    route: str = ""  # the scanned API route it was answered on ("" for other routes)
     tenant: str = "anonymous"  # set by governance from the API key; "anonymous" when no keys are configured
     api_key_id: str = ""  # the key's public id (never the secret)
     template_id: str = ""  # lineage the client sent (X-Prompt-Template-Id / -Version headers), for observers
@@ -108,15 +109,19 @@ class Exchange:
         if not self.model_version:
             self.model_version = sniff_model_version(data)
         if b'"usage"' in data:
+            # Chat and completions say prompt/completion_tokens; Responses and Messages input/output_tokens,
+            # and a Messages stream sends them in two events (message_start, then message_delta).
             prompt, completion = _PROMPT_TOKENS.search(data), _COMPLETION_TOKENS.search(data)
-            if prompt and completion:
-                self.prompt_tokens, self.completion_tokens = int(prompt.group(1)), int(completion.group(1))
+            if prompt:
+                self.prompt_tokens = int(prompt.group(1))
+            if completion:
+                self.completion_tokens = int(completion.group(1))
 
 
 _FINGERPRINT = re.compile(rb'"system_fingerprint"\s*:\s*"([^"\\]{1,128})"')
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,128})"')
-_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d{1,9})')
-_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d{1,9})')
+_PROMPT_TOKENS = re.compile(rb'"(?:prompt|input)_tokens"\s*:\s*(\d{1,9})')
+_COMPLETION_TOKENS = re.compile(rb'"(?:completion|output)_tokens"\s*:\s*(\d{1,9})')
 
 
 def sniff_model_version(data: bytes) -> str:

@@ -21,6 +21,7 @@ from proxy.errors import Unavailable, UpstreamError, UpstreamTimeout, WardenErro
 from proxy.exchange import CLIENT_CLOSED, Exchange
 from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.metrics import ProxyMetrics
+from proxy.policy.hooks import ResponseTransform
 from proxy.policy.service import TransformFactory
 from proxy.upstream import Backend, Group
 from proxy.upstream.http1 import Disconnected, Http1Client, UpstreamClientError, UpstreamResponse
@@ -154,8 +155,11 @@ class Relay:
                     response.content_length = upstream.content_length
                 is_sse = exchange.streamed = upstream.content_type == "text/event-stream"
                 exchange.status = upstream.status
-                await self._send(response.prepare(request))
-                exchange.sent = True
+                # A whole-body transform (JSON, text) may answer with a status of its own (an oversize or
+                # unscannable answer refused): the head waits for its first bytes.
+                deferred = transform is not None and not is_sse
+                if not deferred:
+                    await self._prepare(request, response, exchange, transform)
                 async for chunk in upstream.chunks():
                     exchange.sniff(chunk)
                     if taps:
@@ -166,6 +170,8 @@ class Relay:
                     if taps:
                         for tap in taps:
                             tap.client(chunk)
+                    if chunk and not response.prepared:
+                        await self._prepare(request, response, exchange, transform)
                     await self._write(response, exchange, chunk)
                     if transform is not None and transform.stopped:
                         break  # policy ended the answer: stop reading, the upstream connection closes
@@ -175,7 +181,11 @@ class Relay:
                     tail = await transform.finish()
                     for tap in taps:
                         tap.client(tail)
+                    if not response.prepared:
+                        await self._prepare(request, response, exchange, transform)
                     await self._write(response, exchange, tail)
+                if not response.prepared:
+                    await self._prepare(request, response, exchange, transform)
                 await self._send(response.write_eof())
                 exchange.complete = not stopped
                 return response
@@ -260,6 +270,16 @@ class Relay:
         if request.transport is not None:
             request.transport.close()
         return response
+
+    async def _prepare(self, request: web.Request, response: web.StreamResponse, exchange: Exchange,
+                       transform: ResponseTransform | None) -> None:
+        replaced = getattr(transform, "replaced", None)
+        if replaced is not None:
+            response.set_status(replaced[0])
+            response.content_type = replaced[1]
+            exchange.status = replaced[0]
+        await self._send(response.prepare(request))
+        exchange.sent = True
 
     async def _write(self, response: web.StreamResponse, exchange: Exchange, chunk: bytes) -> None:
         if not chunk:

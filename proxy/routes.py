@@ -34,10 +34,11 @@ from proxy.policy.engine import Scope
 from proxy.state import EXCHANGE, PRINCIPAL, STATE, ProxyState
 from proxy.telemetry.events import MAX_LABEL, PROMPT_TEMPLATE_ID, PROMPT_TEMPLATE_VERSION
 from proxy.upstream import Group
-from proxy.wire.texts import system_prompt
+from proxy.wire.texts import APIS, system_prompt
 
 log = logging.getLogger("warden.routes")
-OPENAI_POST_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+# The scanned routes: every one is read through the declared text map of its API (proxy/wire/texts.py).
+OPENAI_POST_ROUTES = tuple(APIS)
 
 
 async def read_body(request: web.Request, state: ProxyState) -> bytes:
@@ -138,7 +139,10 @@ async def _scan_and_forward(request: web.Request, state: ProxyState, exchange: E
     if group is None:
         raise ModelNotFound(f"the model '{model}' does not exist or is not served here", param="model")
     group = group.pick_version()  # a canary's share of the traffic (proxy/codeploy/rollout.py)
-    if state.observers and request.path != "/v1/embeddings":
+    resource = request.match_info.route.resource
+    api = APIS[resource.canonical if resource is not None else request.path]
+    exchange.route = api.route
+    if state.observers and api.answers_text:
         # Before the request scan, so a blocked request is observed too (review samples blocks);
         # observers read the payload when the exchange ends, after redaction in place.
         for observe in state.observers:
@@ -156,8 +160,8 @@ async def _scan_and_forward(request: web.Request, state: ProxyState, exchange: E
             for tap in exchange.taps:
                 tap.end(False)
             raise
-        if request.path != "/v1/embeddings":
-            transform = state.policy.response_transform(scope, system_prompt(payload))
+        if api.answers_text:
+            transform = state.policy.response_transform(scope, system_prompt(payload), api.name)
     key = affinity_key(group, request, payload)
     if state.cache is not None:  # after request policy, always: the key is the body as it is sent upstream
         return await state.cache.handle(request, exchange, group, payload, state.relay, body, key, transform)

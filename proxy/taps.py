@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from proxy.wire.texts import output_text
+from proxy.wire.streams import output_text
 
 
 class Capture:

@@ -26,14 +26,17 @@ from proxy.exchange import CLIENT_CLOSED, Exchange
 from proxy.headers import REQUEST_ID, valid_request_id
 from proxy.state import EXCHANGE, PRINCIPAL, STATE
 from proxy.telemetry.events import request_row
+from proxy.wire.texts import APIS
 
 log = logging.getLogger("warden.app")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error_response(error: WardenError, request_id: str) -> web.Response:
-    response = web.json_response(error.body(), status=error.status, headers={**error.headers, REQUEST_ID: request_id})
+def _error_response(error: WardenError, request_id: str, path: str = "") -> web.Response:
+    api = APIS.get(path)
+    body = error.body(api.error_shape if api is not None else "openai")
+    response = web.json_response(body, status=error.status, headers={**error.headers, REQUEST_ID: request_id})
     if isinstance(error, RequestTimeout):
         response.force_close()  # the body was never read to its end; the connection is unusable
     return response
@@ -75,11 +78,11 @@ async def exchange_middleware(request: web.Request, handler: Handler) -> web.Str
                 exchange.tenant, exchange.api_key_id = principal.tenant, principal.key_id
             response = await handler(request)
         except WardenError as error:
-            response = _error_response(error, exchange.request_id)
+            response = _error_response(error, exchange.request_id, request.path)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            response = _error_response(_from_http_exception(exc), exchange.request_id)
+            response = _error_response(_from_http_exception(exc), exchange.request_id, request.path)
         except asyncio.CancelledError:
             status = CLIENT_CLOSED
             raise
@@ -88,7 +91,7 @@ async def exchange_middleware(request: web.Request, handler: Handler) -> web.Str
                 raise
             log.exception("internal error on request %s", exchange.request_id)
             internal = WardenError("internal error in the proxy; see its log for request id " + exchange.request_id)
-            response = _error_response(internal, exchange.request_id)
+            response = _error_response(internal, exchange.request_id, request.path)
         status = exchange.status if exchange.sent and exchange.status else response.status
         return response
     finally:

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 from proxy.driftwatch.settings import DriftSettings
 from proxy.exchange import Tap
 from proxy.taps import Capture
-from proxy.wire.texts import request_slots
+from proxy.wire.texts import APIS, joined
 
 if TYPE_CHECKING:
     from proxy.exchange import Exchange
@@ -43,7 +43,11 @@ class FeedMetrics:
                                ["reason"], registry=registry)
 
 
-def route_of(payload: dict[str, Any]) -> str:
+def route_of(payload: dict[str, Any], exchange: Exchange | None = None) -> str:
+    """The API the exchange spoke (`chat`, `responses`, ...): drift keeps one stream of statistics per API."""
+    api = APIS.get(exchange.route) if exchange is not None else None
+    if api is not None:
+        return api.name
     return "chat" if "messages" in payload else "completions"
 
 
@@ -62,8 +66,8 @@ class DriftFeed:
             self.metrics.dropped.labels("queue_full").inc()
             return None
         self.metrics.sampled.inc()
-        prompt = "\n".join(slot.get() for slot in request_slots(payload))
-        route = route_of(payload)
+        prompt = joined(payload)
+        route = route_of(payload, exchange)
         return Capture(on_end=lambda capture: self._ended(exchange, route, prompt, capture))
 
     def _ended(self, exchange: Exchange, route: str, prompt: str, capture: Capture) -> None:

@@ -29,7 +29,7 @@ from proxy.governance.watch import Audit, KeysWatcher
 from proxy.taps import Capture
 from proxy.tasks import TaskOwner
 from proxy.upstream import Group, UpstreamPool
-from proxy.wire.texts import request_slots
+from proxy.wire.texts import text_slots
 
 log = logging.getLogger("warden.governance")
 QUERY_KEY_PARAMS = frozenset({"api_key", "api-key", "apikey", "key", "access_token", "token"})
@@ -157,7 +157,7 @@ class Governance:
         prompt_chars = 0
         if payload is not None:
             self._check_size(principal, tenant, payload)
-            texts = [slot.get() for slot in request_slots(payload)]
+            texts = [slot.get() for slot in text_slots(payload)]
             prompt_chars = sum(map(len, texts))
             self.abuse.observe_prompt(principal.subject, principal.tenant, "\n".join(texts), now)
         charged = estimate_tokens(prompt_chars)
@@ -187,7 +187,7 @@ class Governance:
                 raise InvalidRequest(f"'{name}' is {asked}; this key allows at most {tenant.max_tokens}",
                                      param=name, code="max_tokens_exceeded")
         if tenant.max_context_tokens is not None:
-            estimate = estimate_tokens(sum(len(s.get()) for s in request_slots(payload)))
+            estimate = estimate_tokens(sum(len(s.get()) for s in text_slots(payload)))
             if estimate > tenant.max_context_tokens:
                 self._refuse(principal, "context")
                 raise InvalidRequest(f"the prompt is about {estimate} tokens; this key allows at most "

@@ -6,20 +6,23 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from proxy.wire.sse import SSEDecoder, delta_texts
-from proxy.wire.texts import response_slots
+from proxy.wire.sse import SSEDecoder
+from proxy.wire.streams import Channel, ChatCodec, Codec
+from proxy.wire.texts import ANSWER_CONTROL, text_slots
 
 
 class AuditTap:
     def __init__(self, is_sse: bool, limit: int, submit: Callable[[list[str]], Awaitable[None]],
-                 spawn: Callable[[Awaitable[None]], None]) -> None:
+                 spawn: Callable[[Awaitable[None]], None], codec: Codec | None = None) -> None:
         self.is_sse = is_sse
         self.limit = limit
         self.submit = submit
         self.spawn = spawn
+        self.codec = codec if codec is not None else ChatCodec()
         self.stopped = False
         self._decoder = SSEDecoder()
-        self._texts: dict[int, list[str]] = {}
+        self._texts: dict[Channel, list[str]] = {}
+        self._whole: list[str] = []
         self._body: list[bytes] = []
         self._size = 0
 
@@ -27,24 +30,35 @@ class AuditTap:
         self._size += len(chunk)
         if self._size <= self.limit:
             if self.is_sse:
-                for data in self._decoder.feed(chunk):
-                    self._collect(data)
+                for event in self._decoder.events(chunk):
+                    self._collect(event.event, event.data)
             else:
                 self._body.append(chunk)
         return chunk
 
-    def _collect(self, data: str) -> None:
-        for index, text in delta_texts(data):
-            self._texts.setdefault(index, []).append(text)
+    def _collect(self, name: str, data: str) -> None:
+        try:
+            event = json.loads(data)
+        except (ValueError, RecursionError):
+            if data.strip() != "[DONE]":
+                self._whole.append(data)
+            return
+        if not isinstance(event, dict):
+            return
+        split = self.codec.split(name, event)
+        for channel, text in split.pieces:
+            self._texts.setdefault(channel, []).append(text)
+        if split.whole and split.rest is not None:
+            self._whole += [slot.get() for slot in text_slots(split.rest, ANSWER_CONTROL)]
 
     def _final_texts(self) -> list[str]:
         if self.is_sse:
-            return ["".join(parts) for _, parts in sorted(self._texts.items())]
+            return ["".join(parts) for parts in self._texts.values()] + self._whole
         try:
             payload: Any = json.loads(b"".join(self._body))
         except (ValueError, RecursionError):
             return []
-        return [slot.get() for _, slot in response_slots(payload)] if isinstance(payload, dict) else []
+        return [slot.get() for slot in text_slots(payload, ANSWER_CONTROL)] if isinstance(payload, dict) else []
 
     async def finish(self) -> bytes:
         texts = [t for t in self._final_texts() if t]

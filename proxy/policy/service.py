@@ -22,7 +22,8 @@ from proxy.policy.metrics import PolicyMetrics
 from proxy.policy.settings import PolicySettings
 from proxy.policy.stream import StreamEnforcer
 from proxy.tasks import TaskOwner
-from proxy.wire.texts import request_slots
+from proxy.wire.streams import codec_for
+from proxy.wire.texts import text_slots
 
 log = logging.getLogger("warden.policy")
 AuditSink = Callable[[Verdict, str, Scope], None]
@@ -68,7 +69,7 @@ class PolicyService:
 
     async def check_request(self, payload: dict[str, Any], scope: Scope) -> bool:
         """Scan the request's texts; raise ContentBlocked, or redact in place and return True."""
-        slots = request_slots(payload)
+        slots = [slot for slot in text_slots(payload) if slot.get()]
         if not slots or not self.chain.applies("request"):
             return False
         findings = await self.chain.scan([slot.get() for slot in slots], "request")
@@ -88,7 +89,8 @@ class PolicyService:
             raise ContentBlocked(f"the request was blocked by policy ({verdict.reasons})")
         return True
 
-    def response_transform(self, scope: Scope, system_prompt: str = "") -> TransformFactory | None:
+    def response_transform(self, scope: Scope, system_prompt: str = "", api: str = "chat") -> TransformFactory | None:
+        """How this request's answer is scanned, whatever it turns out to be (status, content type)."""
         chain = self.chain.for_system_prompt(system_prompt)
         if not chain.applies("response"):
             return None
@@ -109,19 +111,19 @@ class PolicyService:
         def record(verdict: Verdict) -> None:
             self.record(verdict, "response", scope)
 
+        def unscanned(reason: str) -> None:
+            self.metrics.unscanned.labels(reason).inc()
+
         def factory(content_type: str, status: int) -> ResponseTransform | None:
-            if status >= 400:
-                return None
+            # Every answer on a scanned route is read, error bodies (they can echo the prompt) and
+            # unexpected content types included: JSON and SSE by their shape, anything else as text.
             is_sse = content_type == "text/event-stream"
-            if not is_sse and content_type != "application/json":
-                self.metrics.unscanned.labels("content_type").inc()
-                return None
             if not self.enforce:
-                return AuditTap(is_sse, self.settings.max_response_bytes, audit, spawn)
+                return AuditTap(is_sse, self.settings.max_response_bytes, audit, spawn, codec_for(api))
             if is_sse:
                 return StreamEnforcer(scan_one, record, self.settings.stream_window_chars, self.redactor(),
-                                      self.settings.max_response_bytes)
-            return JsonEnforcer(scan_many, record, self.redactor(), self.settings.max_response_bytes,
-                                lambda reason: self.metrics.unscanned.labels(reason).inc())
+                                      self.settings.max_response_bytes, codec=codec_for(api), scan_many=scan_many)
+            return JsonEnforcer(scan_many, record, self.redactor(), self.settings.max_response_bytes, unscanned,
+                                oversize=self.settings.oversize, plain=content_type != "application/json")
 
         return factory

@@ -47,8 +47,11 @@ class PolicySettings(_Section):
         64, ge=8, description="characters held back from a stream until scanned; longer entities may leak"
     )
     max_response_bytes: int = Field(8 * 1024 * 1024, gt=0, description="non-streamed bodies buffered for a scan")
+    oversize: Literal["block", "pass"] = Field(
+        "block", description="a non-streamed answer over max_response_bytes: block answers 502 "
+        "(response_too_large); pass relays it unscanned (counted in warden_policy_unscanned_total{reason=\"too_large\"})")
     other_routes: Literal["pass", "block"] = Field(
-        "pass", description="/v1 routes the detectors cannot read (files, audio, the Responses API, ...): pass "
+        "pass", description="/v1 routes that carry no model text to scan (files, models, audio): pass "
         "them unscanned (counted in warden_policy_unscanned_total{reason=\"route\"}) or refuse them")
     redaction: dict[str, Operator] = Field(
         default_factory=lambda: {"DEFAULT": Operator()},

@@ -26,7 +26,8 @@ from proxy.review.settings import ReviewSettings
 from proxy.review.store import Item, Label, ReviewStore
 from proxy.taps import Capture
 from proxy.tasks import TaskOwner
-from proxy.wire.texts import output_text
+from proxy.wire.streams import output_text
+from proxy.wire.texts import prompt_text
 
 log = logging.getLogger("warden.review")
 
@@ -57,27 +58,11 @@ class ReviewTap(Capture):
         return output_text(self.content_type, b"".join(self._raw))
 
 
-def route_of(payload: dict[str, Any]) -> str:
+def route_of(payload: dict[str, Any], exchange: Exchange | None = None) -> str:
+    """The route the exchange was answered on; a guess from the body's shape when none was recorded."""
+    if exchange is not None and exchange.route:
+        return exchange.route
     return "/v1/chat/completions" if "messages" in payload else "/v1/completions"
-
-
-def prompt_text(payload: dict[str, Any]) -> str:
-    """Chat messages as `role: text`, or the completion prompt: what the backend was asked."""
-    parts = []
-    for message in payload.get("messages") or []:
-        if not isinstance(message, dict):
-            continue
-        content = message.get("content")
-        if isinstance(content, list):
-            content = "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-        if isinstance(content, str):
-            parts.append(f"{message.get('role', '?')}: {content}")
-    prompt = payload.get("prompt")
-    if isinstance(prompt, str):
-        parts.append(prompt)
-    elif isinstance(prompt, list):
-        parts += [p for p in prompt if isinstance(p, str)]
-    return "\n\n".join(parts)
 
 
 def template_of(payload: dict[str, Any], exchange: Exchange | None = None) -> tuple[str, str]:
@@ -154,7 +139,7 @@ class ReviewService:
         if capture.status != 200 and exchange.verdict.action != "block":
             return  # failed exchanges are not traffic anyone reviews; they are not counted either
         findings = tuple(exchange.verdict.findings)
-        candidate = Candidate(exchange.tenant, exchange.model or "", route_of(capture.payload),
+        candidate = Candidate(exchange.tenant, exchange.model or "", route_of(capture.payload, exchange),
                               exchange.verdict.action, findings)
         draw = self.sampler.draw(candidate, self.clock())
         if self.metrics is not None:

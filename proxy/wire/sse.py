@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -11,11 +11,27 @@ class EventTooLarge(ValueError):
     """A backend sent more than the cap without ending an event: it cannot be scanned, only held."""
 
 
-class SSEDecoder:
-    """Splits a byte stream into SSE events (blank-line separated), returning each event's data.
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One event as the spec frames it: its `event:` name (empty for the default), its data, its `id:`."""
 
-    An unfinished event is held until its blank line comes; `max_event_bytes` bounds that hold,
-    so a backend that never ends an event cannot grow the proxy's memory without limit.
+    data: str
+    event: str = ""
+    id: str | None = None
+
+    def encode(self) -> bytes:
+        head = (f"event: {self.event}\n" if self.event else "") + (f"id: {self.id}\n" if self.id is not None else "")
+        lines = "".join(f"data: {line}\n" for line in self.data.split("\n"))
+        return (head + lines + "\n").encode()
+
+
+class SSEDecoder:
+    """Splits a byte stream into SSE events (blank-line separated), as the SSE spec frames them.
+
+    Lines may end in LF, CRLF or a lone CR; `event:` and `id:` fields are kept, comments (lines
+    starting with `:`) dropped. An unfinished event is held until its blank line comes;
+    `max_event_bytes` bounds that hold, so a backend that never ends an event cannot grow the
+    proxy's memory without limit.
     """
 
     def __init__(self, max_event_bytes: int | None = None) -> None:
@@ -23,22 +39,49 @@ class SSEDecoder:
         self.max_event_bytes = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[str]:
-        self._buffer += chunk.replace(b"\r\n", b"\n")
-        events = []
-        while (end := self._buffer.find(b"\n\n")) >= 0:
-            raw, self._buffer = self._buffer[:end], self._buffer[end + 2:]
-            lines = raw.decode("utf-8", "replace").split("\n")
-            data = [line[5:].removeprefix(" ") for line in lines if line.startswith("data:")]
-            if data:
-                events.append("\n".join(data))
+        """The data of each finished event with data (what OpenAI's chat and completion streams carry)."""
+        return [event.data for event in self.events(chunk)]
+
+    def events(self, chunk: bytes) -> list[SSEEvent]:
+        buffer = self._buffer + chunk
+        # A CR at the very end may be the first half of a CRLF: keep it for the next chunk.
+        held_cr = buffer.endswith(b"\r")
+        if held_cr:
+            buffer = buffer[:-1]
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        found = []
+        while (end := buffer.find(b"\n\n")) >= 0:
+            raw, buffer = buffer[:end], buffer[end + 2:]
+            event = _parse(raw.decode("utf-8", "replace"))
+            if event is not None:
+                found.append(event)
+        self._buffer = buffer + (b"\r" if held_cr else b"")
         if self.max_event_bytes is not None and len(self._buffer) > self.max_event_bytes:
             self._buffer = b""
             raise EventTooLarge(f"an SSE event grew past {self.max_event_bytes} bytes without ending")
-        return events
+        return found
 
     def rest(self) -> bytes:
         rest, self._buffer = self._buffer, b""
         return rest
+
+
+def _parse(raw: str) -> SSEEvent | None:
+    data: list[str] = []
+    name, ident = "", None
+    for line in raw.split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            name = value
+        elif field == "id":
+            ident = value
+    return SSEEvent("\n".join(data), name, ident) if data else None
 
 
 def choice_index(choice: dict[str, Any]) -> int:
@@ -49,33 +92,3 @@ def choice_index(choice: dict[str, Any]) -> int:
 
 def sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
-
-
-def delta_texts(data: str) -> Iterator[tuple[int, str]]:
-    """(choice index, text) for each choice of one event's data: chat deltas or legacy completion text.
-
-    Data that is not a JSON object (`[DONE]`, a backend's garbage) carries no text, so it yields nothing
-    rather than failing: every reader of a stream (audit, review, drift, cache) wants the same answer.
-    """
-    try:
-        event = json.loads(data)
-    except (ValueError, RecursionError):
-        return
-    choices = event.get("choices") if isinstance(event, dict) else None
-    for choice in choices if isinstance(choices, list) else []:
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        text = delta.get("content") if isinstance(delta, dict) else None
-        text = text if isinstance(text, str) else choice.get("text")
-        if isinstance(text, str):
-            yield choice_index(choice), text
-
-
-def stream_text(body: bytes) -> list[str]:
-    """A whole stream's text per choice, in index order."""
-    parts: dict[int, list[str]] = {}
-    for data in SSEDecoder().feed(body + b"\n\n"):
-        for index, text in delta_texts(data):
-            parts.setdefault(index, []).append(text)
-    return ["".join(parts[i]) for i in sorted(parts)]

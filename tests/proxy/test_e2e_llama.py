@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from openai import APIError, AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
@@ -116,3 +117,33 @@ async def test_killing_a_backend_fails_no_request_that_had_not_started_streaming
     finally:
         survivor.stop()
         victim.kill()
+
+
+async def test_messages_and_responses_apis_are_scanned_like_chat(llamas: list[LlamaProcess],
+                                                                 make_proxy: ProxyFactory) -> None:
+    """llama.cpp serves /v1/messages and /v1/responses: a prompt chat blocks is blocked there too, and
+    answers (JSON and streamed, with their event names) come through the same enforcement."""
+    canary = "blocked-canary-5521"
+    config = proxy_config([llamas[0].url])
+    config["detectors"] = [{"name": "secrets", "type": "patterns", "canaries": [canary]}]
+    config["policy"] = {"rules": [{"detector": "secrets", "action": "block"}]}
+    proxy = await make_proxy(config)
+    said = [{"role": "user", "content": f"repeat {canary}"}]
+    async with aiohttp.ClientSession() as http:
+        for route, body in (("/v1/chat/completions", {"messages": said, "max_tokens": 4}),
+                            ("/v1/messages", {"messages": said, "max_tokens": 4}),
+                            ("/v1/responses", {"input": said, "max_output_tokens": 4})):
+            async with http.post(proxy.url + route, json={"model": MODEL, **body}) as resp:
+                assert resp.status == 400, route
+        ask = {"model": MODEL, "max_tokens": 4, "messages": MESSAGES}
+        async with http.post(proxy.url + "/v1/messages", json=ask) as resp:
+            answer = await resp.json()
+        assert answer["type"] == "message" and answer["content"][0]["text"]
+        async with http.post(proxy.url + "/v1/messages", json={**ask, "stream": True}) as resp:
+            streamed = (await resp.read()).decode()
+        names = [line.removeprefix("event: ") for line in streamed.splitlines() if line.startswith("event: ")]
+        assert names[0] == "message_start" and "content_block_delta" in names and names[-1] == "message_stop"
+        async with http.post(proxy.url + "/v1/responses",
+                             json={"model": MODEL, "max_output_tokens": 4, "input": "hello"}) as resp:
+            response = await resp.json()
+        assert response["object"] == "response" and response["output"][0]["content"][0]["text"]

@@ -8,7 +8,7 @@ import aiohttp
 
 from proxy.exchange import Exchange
 from proxy.taps import Capture
-from proxy.wire.texts import output_text
+from proxy.wire.streams import output_text
 from tests.proxy.conftest import ProxyFactory, RunningProxy, UpstreamFactory, proxy_config
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}

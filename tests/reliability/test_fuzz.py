@@ -18,7 +18,7 @@ from proxy.policy.engine import Action, Decision, Verdict
 from proxy.policy.stream import StreamEnforcer
 from proxy.routes import parse_object, validate_openai
 from proxy.wire.sse import SSEDecoder
-from proxy.wire.texts import output_text
+from proxy.wire.streams import output_text
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -189,9 +189,10 @@ async def test_routes_the_detectors_cannot_read_pass_counted_or_are_refused(make
     strict_config["policy"]["other_routes"] = "block"
     strict = await make_proxy(strict_config)
     async with aiohttp.ClientSession() as http:
-        async with http.post(passing.url + "/v1/responses", json={"model": "m", "input": CANARY}) as resp:
+        # The Responses API is scanned now (tests/proxy/policy/test_every_slot.py); speech is not text Warden reads.
+        async with http.post(passing.url + "/v1/audio/speech", json={"model": "m", "input": CANARY}) as resp:
             assert resp.status == 200
-        async with http.post(strict.url + "/v1/responses", json={"model": "m", "input": CANARY}) as resp:
+        async with http.post(strict.url + "/v1/audio/speech", json={"model": "m", "input": CANARY}) as resp:
             assert resp.status == 400 and (await resp.json())["error"]["code"] == "unscanned_route"
     assert passing.metric("warden_policy_unscanned_total", {"reason": "route"}) == 1
     assert len(up.requests) == 1
