@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -294,3 +295,11 @@ async def test_messages_errors_come_in_anthropic_shape(make_proxy: ProxyFactory,
     assert "blocked by policy" in error["error"]["message"]
     assert openai_error["error"]["code"] == "content_policy_violation"
     assert upstream.bodies == []
+
+
+def test_the_documented_slot_table_is_the_declared_map() -> None:
+    """docs/policy.md shows users the map the code scans by: every declared slot appears there."""
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "policy.md").read_text(encoding="utf-8")
+    missing = [(api.route, slot) for api in APIS.values() for slot in (*api.request, *api.response, *api.stream)
+               if f"`{slot}`" not in doc]
+    assert missing == []
