@@ -1,6 +1,8 @@
 """Abuse: prompt injection and jailbreak attempts, and leakage of the system prompt into outputs.
 
-Three complementary signals, each its own detector so the policy can weigh them apart:
+All three read the chain's normalised view (detectors/normalize.py: look-alikes and invisible
+characters cannot hide a phrase), the rules its leetspeak fold too. Three complementary signals,
+each its own detector so the policy can weigh them apart:
 - `InjectionRules`: phrasings that known attacks share, matched in-line (linear regexes);
 - `ExemplarSimilarity`: cosine similarity, in the MiniLM embedding space of the scanner, to a
   curated exemplar set, catching paraphrases no rule anticipates;
@@ -16,6 +18,7 @@ from importlib import resources
 import numpy as np
 
 from detectors.base import DetectorUnavailable, Direction, Finding, Priority
+from detectors.normalize import fold_leet
 from detectors.runtime.client import ScannerClient, ScannerError
 
 INJECTION_RULES: tuple[tuple[str, str, str], ...] = (
@@ -40,8 +43,17 @@ class InjectionRules:
         self.version = f"injection-rules:{len(self._rules)}"
 
     async def detect(self, texts: list[str], priority: Priority = "request") -> list[list[Finding]]:
-        return [[Finding(self.name, label, 0.9, m.start(), m.end(), why)
-                 for label, rule, why in self._rules for m in rule.finditer(text)] for text in texts]
+        return [self.scan_text(text) for text in texts]
+
+    def scan_text(self, text: str) -> list[Finding]:
+        """The rules on the text (the chain's normalised view) and on its leetspeak fold
+        (`1gn0re prev10us 1nstruct10ns`), which keeps offsets: a span is reported once."""
+        spans: dict[tuple[str, int, int], str] = {}
+        for variant in dict.fromkeys((text, fold_leet(text))):
+            for label, rule, why in self._rules:
+                for m in rule.finditer(variant):
+                    spans.setdefault((label, m.start(), m.end()), why)
+        return [Finding(self.name, label, 0.9, start, end, why) for (label, start, end), why in spans.items()]
 
 
 def parse_exemplars(text: str) -> list[str]:

@@ -19,16 +19,24 @@ from detectors.base import Detector, DetectorUnavailable
 from detectors.patterns import PatternDetector
 from detectors.registry import DetectorOptions, DetectorType, DetectorTypes, ScannerTaskOptions
 from detectors.runtime.client import ScannerClient, ScannerError
-from detectors.scanned import ScannerDetector
+from detectors.scanned import ScannerDetector, Shaping
 
 log = logging.getLogger("warden.policy")
 
 
 class ScannerOptions(ScannerTaskOptions):
-    """`type: scanner`: a model task of the scanner process (classifier scores or PII spans)."""
+    """`type: scanner`: a model task of the scanner process (classifier scores or PII spans).
+
+    The last three keys shape what a scores task reads (detectors/scanned.py says why)."""
 
     type: Literal["scanner"]
     report_min: float = Field(0.0, ge=0, le=1, description="scores below this are not findings at all")
+    window_words: int = Field(64, ge=0, description="scores: a longer text is scored in overlapping windows of "
+                              "this many words, half a window apart, and the max wins; 0: one piece")
+    classifier_view: bool = Field(True, description="scores: also score the text with leetspeak folded and "
+                                  "spaced letters joined; the max wins")
+    threat_rules: bool = Field(True, description="scores with a `threat` label: the threat rules join the model "
+                               "(threat = max of both; toxicity raised to the rules' score)")
 
 
 class PatternsOptions(DetectorOptions):
@@ -60,13 +68,9 @@ class LeakageOptions(DetectorOptions):
     ngram: int = Field(5, ge=2, description="words per n-gram")
 
 
-BuiltinOptions = Annotated[
-    ScannerOptions | PatternsOptions | InjectionRulesOptions | SimilarityOptions | LeakageOptions,
-    Field(discriminator="type"),
-]
-BUILTIN_OPTIONS: TypeAdapter[
-    ScannerOptions | PatternsOptions | InjectionRulesOptions | SimilarityOptions | LeakageOptions
-] = TypeAdapter(BuiltinOptions)
+AnyBuiltin = ScannerOptions | PatternsOptions | InjectionRulesOptions | SimilarityOptions | LeakageOptions
+BuiltinOptions = Annotated[AnyBuiltin, Field(discriminator="type")]
+BUILTIN_OPTIONS: TypeAdapter[AnyBuiltin] = TypeAdapter(BuiltinOptions)
 
 
 def _connected(scanner: ScannerClient | None, name: str) -> ScannerClient:
@@ -87,7 +91,9 @@ async def _described(detector: ScannerDetector | ExemplarSimilarity) -> Detector
 async def _scanner(options: ScannerOptions, scanner: ScannerClient | None) -> Detector:
     return await _described(ScannerDetector(options.name, options.task, _connected(scanner, options.name),
                                             frozenset(options.directions), report_min=options.report_min,
-                                            timeout_s=options.timeout_s))
+                                            timeout_s=options.timeout_s,
+                                            shaping=Shaping(options.window_words, options.classifier_view,
+                                                            options.threat_rules)))
 
 
 async def _patterns(options: PatternsOptions, scanner: ScannerClient | None) -> Detector:

@@ -208,17 +208,26 @@ def normalize(text: str) -> View:
 
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a",
                        "$": "s", "!": "i", "|": "l", "+": "t"})
-# A word with at least one letter and one leet character; ! | + only between other characters.
-_LEET_WORD = re.compile(r"(?<![\w@$])(?=[\w@$!|+]*[A-Za-z])(?=[\w@$!|+]*[0-9@$!|+])[A-Za-z0-9@$]+"
-                        r"(?:[!|+]+[A-Za-z0-9@$]+)*")
+# A word that mixes letters with leet characters; ! | + are folded only between other characters.
+_LEET_WORD = re.compile(r"(?<![A-Za-z0-9@$!|+])(?:[A-Za-z]+[0-9@$!|+]+|[0-9@$!|+]+[A-Za-z]+)[A-Za-z0-9@$!|+]*")
 # Four or more single letters (or leet characters) separated by one space, dot, dash, underscore or star.
 _SPACED = re.compile(r"(?<![\w@$])(?:[A-Za-z0-9@$][ ._*\-]){3,}[A-Za-z0-9@$](?![\w@$])")
 _SEPARATORS = str.maketrans("", "", " ._*-")
 
 
+def fold_leet(view: str) -> str:
+    """Leetspeak folded inside words that mix letters with digits or symbols (`1gn0re` -> `ignore`);
+    one character for one, so offsets into the result are offsets into `view`."""
+    return _LEET_WORD.sub(_fold_word, view)
+
+
+def _fold_word(match: re.Match[str]) -> str:
+    word = match.group()
+    core = word.strip("!|+")
+    at = word.index(core) if core else 0
+    return word[:at] + core.translate(_LEET) + word[at + len(core):]
+
+
 def classifier_view(view: str) -> str:
     """`view` with spaced letters joined and leetspeak folded, for classifiers that score whole texts."""
-    if not any(c in view for c in "0134578@$9!|+") and not _SPACED.search(view):
-        return view
-    joined = _SPACED.sub(lambda m: m.group().translate(_SEPARATORS), view)
-    return _LEET_WORD.sub(lambda m: m.group().translate(_LEET), joined)
+    return fold_leet(_SPACED.sub(lambda m: m.group().translate(_SEPARATORS), view))

@@ -1,9 +1,77 @@
-"""A detector whose model runs in the scanner process; the proxy side only shapes findings."""
+"""A detector whose model runs in the scanner process; the proxy side shapes what it reads and finds.
+
+For a task that scores whole texts (a classifier: toxicity, a prompt-injection model), three
+evasions are closed here, on the proxy side, so they hold for every model kind alike (the
+BiLSTM, detoxify checkpoints, any transformers classifier) without each runner learning them:
+
+  * windows: a model reads a bounded prefix or suffix (the BiLSTM its last 100 words, a
+    transformer its first `max_length` tokens), so an insult padded with benign words scored
+    0.000. A text longer than `window_words` words is scored in overlapping windows (half a
+    window apart) and each label's score is the max over them;
+  * the classifier's view (detectors/normalize.py `classifier_view`): leetspeak folded and spaced
+    letters joined; when it differs from the text, both are scored and the max wins;
+  * threats: a model that reports `threat` gets the threat rules (detectors/threats.py) as an
+    ensemble member: `threat` is the max of the model's score and the rules', and `toxicity` is
+    raised to the rules' score too, since an explicit threat is toxic by the models' own
+    (Jigsaw's) definition, so a policy on either label sees it.
+
+Span tasks (PII) get none of this: their texts go as the chain hands them (the normalised view),
+and their spans come back for the chain to map to the original text.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
 from detectors.base import DetectorUnavailable, Direction, Finding, Priority
-from detectors.runtime.client import ScannerClient, ScannerError
+from detectors.normalize import classifier_view
+from detectors.runtime.client import ScannerClient, ScannerError, ScanResult
+from detectors.runtime.protocol import MAX_TEXTS_PER_CALL
+from detectors.threats import ThreatRules
+
+_WORD = re.compile(r"\S+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def windows(text: str, size: int, stride: int | None = None) -> list[str]:
+    """`text` as overlapping windows of `size` words, `stride` words apart (default: half a window);
+    the last window ends with the text. A text of `size` words or fewer, or `size` 0, is one window."""
+    if size <= 0:
+        return [text]
+    words = [m.span() for m in _WORD.finditer(text)]
+    if len(words) <= size:
+        return [text]
+    step = max(1, stride or size // 2)
+    starts = list(range(0, len(words) - size + 1, step))
+    if starts[-1] != len(words) - size:
+        starts.append(len(words) - size)
+    return [text[words[s][0]:words[s + size - 1][1]] for s in starts]
+
+
+def pieces(text: str, size: int) -> list[str]:
+    """What a classifier scores of one text: its windows and, when it has several sentences, each
+    sentence (windowed if long). Sentences because a small model's score of an insult is diluted by
+    the benign words around it even inside one window (the BiLSTM's max pooling and dense layer
+    see them all): alone, a padded insult scores what it scores unpadded."""
+    out = windows(text, size)
+    if size > 0:
+        sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+        if len(sentences) > 1:
+            out += [w for sentence in sentences for w in windows(sentence, size)]
+    return list(dict.fromkeys(out))
+
+
+@dataclass(frozen=True, slots=True)
+class Shaping:
+    """How a scores task's texts are shaped; `Shaping(0, False, False)` sends each text as it is."""
+
+    window_words: int = 64
+    classifier_view: bool = True
+    threat_rules: bool = True
 
 
 class ScannerDetector:
@@ -16,6 +84,7 @@ class ScannerDetector:
         *,
         report_min: float = 0.0,
         timeout_s: float | None = None,
+        shaping: Shaping | None = None,
     ) -> None:
         self.name = name
         self.task = task
@@ -23,31 +92,99 @@ class ScannerDetector:
         self.directions = directions
         self.report_min = report_min
         self.timeout_s = timeout_s
+        self.shaping = shaping or Shaping()
         self.labels: tuple[str, ...] = ()
         self.version = "unknown"
+        self.output: str | None = None  # learnt from the scanner: "scores", "spans" or "vectors"
+        self._threats = ThreatRules() if self.shaping.threat_rules else None
 
     async def describe(self) -> None:
-        """Learn labels and model version from the scanner, for findings' lineage."""
+        """Learn labels, output and model version from the scanner, for findings' lineage."""
         info = (await self.client.ping()).get(self.task)
         if info is None:
             raise DetectorUnavailable(f"the scanner has no model for task {self.task!r}")
         self.labels = tuple(info.labels)
+        self.output = info.output
         self.version = f"{info.kind}:{info.model_version}"
 
     async def detect(self, texts: list[str], priority: Priority = "request") -> list[list[Finding]]:
         if not texts:
             return []
-        try:
-            result = await self.client.scan(self.task, texts, priority=priority, timeout_s=self.timeout_s)
-        except ScannerError as exc:
-            raise DetectorUnavailable(f"{self.name}: {exc}") from exc
+        if self.output is None:
+            # The scanner was not up when the proxy started: learn now whether texts need shaping;
+            # if it still cannot answer, the scan below says so.
+            with contextlib.suppress(DetectorUnavailable, ScannerError):
+                await self.describe()
+        if self.output == "scores":
+            return await self._classify(texts, priority)
+        result = await self._scan(texts, priority)
         if result.spans is not None:
             return [[Finding(self.name, s.label, s.score, s.start, s.end, s.explanation) for s in row]
                     for row in result.spans]
         if result.scores is None:
             raise DetectorUnavailable(f"{self.name}: the scanner's {self.task!r} model returns no scores")
-        return [
-            [Finding(self.name, label, float(score), explanation=f"{self.task} model scored {label} {score:.3f}")
-             for label, score in zip(result.labels, row, strict=True) if score >= self.report_min]
-            for row in result.scores
-        ]
+        return [self._findings(list(result.labels), row, "") for row in result.scores]
+
+    async def _scan(self, texts: list[str], priority: Priority) -> ScanResult:
+        try:
+            return await self.client.scan(self.task, texts, priority=priority, timeout_s=self.timeout_s)
+        except ScannerError as exc:
+            raise DetectorUnavailable(f"{self.name}: {exc}") from exc
+
+    async def _classify(self, texts: list[str], priority: Priority) -> list[list[Finding]]:
+        """Each text's pieces (windows of the text and of its classifier view) scored in one call."""
+        shaping = self.shaping
+        batch: list[str] = []
+        owner: list[int] = []
+        folded: list[str] = []
+        for index, text in enumerate(texts):
+            variants = [text]
+            if shaping.classifier_view and (view := classifier_view(text)) != text:
+                variants.append(view)
+            folded.append(variants[-1])
+            for variant in variants:
+                chunk = pieces(variant, shaping.window_words)
+                batch.extend(chunk)
+                owner.extend([index] * len(chunk))
+        rows: list[np.ndarray] = []
+        labels: list[str] = []
+        for at in range(0, len(batch), MAX_TEXTS_PER_CALL):
+            result = await self._scan(batch[at:at + MAX_TEXTS_PER_CALL], priority)
+            if result.scores is None:
+                raise DetectorUnavailable(f"{self.name}: the scanner's {self.task!r} model returns no scores")
+            labels = list(result.labels)
+            rows.append(np.asarray(result.scores, dtype=np.float64).reshape(-1, len(labels)))
+        scores = np.concatenate(rows) if rows else np.zeros((0, len(labels)))
+        best = np.zeros((len(texts), len(labels)))
+        count = np.zeros(len(texts), dtype=int)
+        np.maximum.at(best, np.asarray(owner), scores)
+        np.add.at(count, np.asarray(owner), 1)
+        out = []
+        for index, text in enumerate(texts):
+            note = f" (max over {count[index]} windows and views)" if count[index] > 1 else ""
+            row = best[index]
+            if self._threats is not None and "threat" in labels:
+                row, note = self._with_threats(labels, row.copy(), (text, folded[index]), note)
+            out.append(self._findings(labels, row, note))
+        return out
+
+    def _with_threats(self, labels: list[str], row: np.ndarray, texts: tuple[str, str],
+                      note: str) -> tuple[np.ndarray, str]:
+        assert self._threats is not None
+        matches = [m for m in (self._threats.score(t) for t in dict.fromkeys(texts)) if m is not None]
+        if not matches:
+            return row, note
+        rule = max(matches, key=lambda m: m.score)
+        threat = labels.index("threat")
+        if rule.score > row[threat]:
+            row[threat] = rule.score
+            note += f"; threat rules: {rule.why} ({rule.score:.2f})"
+        if "toxicity" in labels:
+            tox = labels.index("toxicity")
+            row[tox] = max(row[tox], rule.score)
+        return row, note
+
+    def _findings(self, labels: list[str], row: np.ndarray, note: str) -> list[Finding]:
+        return [Finding(self.name, label, float(score), explanation=f"{self.task} model scored {label} "
+                        f"{score:.3f}{note}") for label, score in zip(labels, row, strict=True)
+                if score >= self.report_min]
