@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import struct
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic_core import PydanticSerializationError
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 MAX_TEXTS_PER_CALL = 4096
@@ -92,8 +94,23 @@ class FrameError(Exception):
 
 
 def encode(message: BaseModel) -> bytes:
-    body = message.model_dump_json(exclude_none=True).encode()
+    try:
+        body = message.model_dump_json(exclude_none=True).encode()
+    except PydanticSerializationError:
+        if not isinstance(message, ScanRequest):
+            raise
+        # A text with a lone surrogate cannot be UTF-8: it failed the whole frame, and with it every
+        # caller whose texts were coalesced into it. One U+FFFD per lone half keeps every offset.
+        texts = [_scrub(t) for t in message.texts]
+        body = message.model_copy(update={"texts": texts}).model_dump_json(exclude_none=True).encode()
     return _HEADER.pack(len(body)) + body
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _scrub(text: str) -> str:
+    return text if text.isascii() else _SURROGATES.sub("\ufffd", text)
 
 
 async def read_frame(reader: asyncio.StreamReader) -> bytes | None:

@@ -38,7 +38,9 @@ class _Subject:
 
 
 def _h(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    """`surrogatepass`: a prompt may hold a lone surrogate (from a response, or a route that does not
+    refuse them); it is hashed as what it is, rather than failing the request with a 500."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 class AbuseMonitor:

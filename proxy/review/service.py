@@ -97,7 +97,9 @@ class ReviewService:
     async def start(self) -> None:
         await self.store.open()
         await self.refresh_metrics()
-        self.tasks.spawn(self._save_counts_every(self.settings.counts_flush_s), "counts")
+        # Kept, not spawned: a count the store refuses (a model name it cannot encode) must not end the
+        # loop, and with it the traffic counts of every tenant, until the process restarts.
+        self.tasks.keep(lambda: self._save_counts_every(self.settings.counts_flush_s), "counts")
 
     async def stop(self, grace_s: float) -> None:
         self._stopping.set()

@@ -50,7 +50,9 @@ class TelemetryMetrics:
             ["table", "reason"], registry=registry,
         )
         self.rejected = Counter(
-            "warden_telemetry_rows_rejected", "Rows the store refused while healthy, kept in rejected.spool.",
+            "warden_telemetry_rows_rejected",
+            "Rows the store refused while healthy, or that no store can take (invalid text, a wrong type: cut from "
+            "their batch so the rest lands), kept in rejected.spool.",
             ["table"], registry=registry,
         )
         self.inserts = Counter(

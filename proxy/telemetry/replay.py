@@ -23,7 +23,8 @@ from typing import Any, Protocol, TypeVar
 
 from proxy.telemetry.metrics import TelemetryMetrics
 from proxy.telemetry.migrate import migrate
-from proxy.telemetry.schema import Target
+from proxy.telemetry.quarantine import split_bad
+from proxy.telemetry.schema import TABLES, Target
 from proxy.telemetry.settings import TelemetrySettings
 from proxy.telemetry.spool import Entry, Record, Spool
 from proxy.telemetry.store import Store, StoreError
@@ -198,6 +199,26 @@ class Replayer:
                 await migrate(self.w.store, self.w.target)
         return True
 
+    async def _quarantine(self, record: Record) -> bool:
+        """A refused record with rows no store can take: those rows to quarantine, the rest inserted."""
+        spool = self.w.spool
+        assert spool is not None and self.w.store is not None
+        good, bad = await self.w.io(split_bad, record.entry, TABLES[record.entry.table])
+        if not bad.rows:
+            return False
+        if good.rows:
+            try:
+                await self.w.insert(good, good.id)
+            except Exception:
+                return False  # still refused: the whole record goes to rejected.spool
+            self.w.metrics.written.labels(good.table).inc(good.rows)
+            self.w.metrics.replayed.labels(good.table).inc(good.rows)
+        await self.w.io(spool.reject_rows, bad)
+        self.w.metrics.rejected.labels(bad.table).inc(bad.rows)
+        log.error("telemetry replay: %d of %d %s rows hold values the store cannot take; moved them to %s",
+                  bad.rows, record.entry.rows, bad.table, spool.directory / "rejected.spool")
+        return True
+
     async def _bad_data(self, exc: Exception) -> None:
         """The store is up but refuses this plan: split it; then reject the lone record it refuses."""
         self._failures += 1
@@ -216,6 +237,9 @@ class Replayer:
             return
         failing = next(i for i in range(len(intent["groups"])) if i not in self._done and i not in intent["skip"])
         record = records[intent["groups"][failing][0]]
+        if await self._quarantine(record):
+            await self.w.io(spool.set_intent, {**intent, "skip": [*intent["skip"], failing]})
+            return
         await self.w.io(spool.reject, record)
         await self.w.io(spool.set_intent, {**intent, "skip": [*intent["skip"], failing]})
         self.w.metrics.rejected.labels(record.entry.table).inc(record.entry.rows)

@@ -227,6 +227,10 @@ class Spool:
             f.flush()
             os.fsync(f.fileno())
 
+    def reject_rows(self, entry: Entry) -> None:
+        """Rows cut from a batch because no store can take them (a lone surrogate, a wrong type)."""
+        self.reject(Record(entry, (0, 0), (0, 0), encode(entry)))
+
     # -- reading and acknowledging -----------------------------------------------------------
 
     def read(self, max_records: int, max_rows: int, until: Pos | None = None) -> list[Record]:

@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from proxy.telemetry.metrics import TelemetryMetrics
 from proxy.telemetry.migrate import migrate, target_for
+from proxy.telemetry.quarantine import split_bad
 from proxy.telemetry.replay import Replayer, outage
 from proxy.telemetry.schema import TABLES, Table
 from proxy.telemetry.settings import TelemetrySettings
@@ -275,10 +276,30 @@ class TelemetryWriter:
                 entry.attempted = True  # it may have landed: replay it alone, with the same token
                 if outage(exc):
                     self.store_down(exc)
+                elif await self._quarantine(entry, exc):
+                    return
                 else:
                     log.warning("telemetry: the store refused a %s batch (%s); spooled, to be retried",
                                 entry.table, str(exc)[:300])
         await self.spool_entry(entry)
+
+    async def _quarantine(self, entry: Entry, exc: Exception) -> bool:
+        """Cut the rows no store can take out of a refused batch and write the rest; False if none is bad.
+
+        Only the error's type is logged: its text may quote a row, and rows hold prompts and outputs.
+        """
+        good, bad = await self.io(split_bad, entry, self.tables[entry.table])
+        if not bad.rows:
+            return False
+        assert self.spool is not None
+        await self.io(self.spool.reject_rows, bad)
+        self.metrics.rejected.labels(entry.table).inc(bad.rows)
+        log.error("telemetry: %d of %d %s rows hold values the store cannot take (%s); moved them to %s and "
+                  "wrote the rest", bad.rows, entry.rows, entry.table, type(exc).__name__,
+                  self.spool.directory / "rejected.spool")
+        if good.rows:
+            await self._write(good)
+        return True
 
     async def insert(self, entry: Entry, token: str) -> None:
         assert self.store is not None
