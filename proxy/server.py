@@ -11,10 +11,14 @@ import gc
 import logging
 import signal
 from collections.abc import Callable, Coroutine
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from prometheus_client import CollectorRegistry
 
 from proxy.app.factory import create_app
@@ -32,7 +36,7 @@ async def start_runner(
 ) -> tuple[web.AppRunner, str]:
     """Start serving and return the runner with the base URL actually bound (port 0 picks one)."""
     app = create_app(settings, registry, config_path)
-    runner = web.AppRunner(
+    runner = QuietRunner(
         app,
         handler_cancellation=True,  # a client that disconnects cancels its upstream request
         shutdown_timeout=settings.server.shutdown_grace_s,
@@ -46,6 +50,55 @@ async def start_runner(
     await site.start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
+
+
+def fault(exc: HttpProcessingError) -> str:
+    """The parser's description of the fault, without the bytes it quotes after it (or in quotes)."""
+    described = str(exc.message).split("\n\n", 1)[0]
+    for quote in ("b'", "'", '"'):
+        described = described.partition(quote)[0]
+    return " ".join(described.split()).rstrip(":")[:120]
+
+
+class QuietRequestHandler(RequestHandler):
+    """aiohttp answers a request its parser refuses (bare LF line endings, a bad header) with the
+    parser's message, which quotes the raw bytes read so far: the API key, cookies, the body. It
+    logs them too, at ERROR, in the traceback. Warden answers and logs only the kind of error."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        kind = f"{type(exc).__name__}: {fault(exc)}"
+        log.info("malformed HTTP request from %s refused (%s)", request.remote, kind)
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was already started; the connection is closed instead")
+        response = web.Response(status=status, text=f"{status} {HTTPStatus(status).phrase}: malformed HTTP request "
+                                                    f"({kind})\n")
+        response.force_close()
+        return response
+
+
+class QuietServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class QuietRunner(web.AppRunner):
+    """An AppRunner whose connections are QuietRequestHandlers.
+
+    The application builds a plain `web.Server` (with its request factory and startup hooks), and
+    offers no way to name the handler class; its class is swapped for the one subclass that does.
+    """
+
+    __slots__ = ()
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = QuietServer
+        return server
 
 
 def settle_heap() -> None:

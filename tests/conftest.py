@@ -1,9 +1,12 @@
-"""Session-wide guards (tests never reach a model hub and stay quiet), tiny models made once, and the
-session's one chDB engine (a process may host only one data directory), shared by every package."""
+"""Session-wide guards (tests never reach a model hub and stay quiet; no log record holds a credential),
+tiny models made once, and the session's one chDB engine (a process may host only one data directory),
+shared by every package."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,3 +57,49 @@ def db(chdb_client: Client) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield name
     chdb_client.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")
+
+
+# What a credential looks like in a log line: a Warden key, a bearer token, or an Authorization,
+# X-Api-Key or Cookie header with its value, or a review session cookie (docs/reliability.md, class 4).
+SECRET = re.compile(
+    r"wk-[0-9a-f]{12}-[A-Za-z0-9_-]{16,}"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/-]{6,}"
+    r"|(?i:authorization|x-api-key|cookie)['\"]?\s*[:=]\s*['\"]?\w"
+    r"|warden_review(?:_pre)?=[^;\s]"
+)
+
+
+class SecretWatch(logging.Handler):
+    """Checks every record the suite's loggers emit, as it is emitted: the message and the text of
+    its exception chain (not the formatted traceback), so the check costs a regex per record."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        parts = [record.getMessage()]
+        exc = record.exc_info[1] if record.exc_info else None
+        for _ in range(8):  # the chain: what raised, and what it was raised from
+            if exc is None:
+                break
+            parts.append(str(exc))
+            exc = exc.__cause__ or exc.__context__
+        match = SECRET.search("\n".join(parts))
+        if match is not None:
+            self.leaks.append(f"{record.name} {record.levelname} at {record.pathname}:{record.lineno}: "
+                              f"...{match.group()[:12]}...")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secrets_in_logs() -> Iterator[SecretWatch]:
+    """Fails the session (an error at its last teardown) if any log record held a credential."""
+    watch = SecretWatch()
+    root = logging.getLogger()
+    root.addHandler(watch)
+    try:
+        yield watch
+    finally:
+        root.removeHandler(watch)
+    if watch.leaks:
+        pytest.fail("credentials in the logs:\n" + "\n".join(watch.leaks[:20]), pytrace=False)
