@@ -1,8 +1,7 @@
-"""What crosses the proxy in headers: hop-by-hop headers stop here, a request id goes through."""
+"""What crosses the proxy in headers: hop-by-hop headers stop here; Warden's request id goes both ways."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 
@@ -19,18 +18,20 @@ _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 class RequestIds:
-    """Unique ids without a syscall each: a random per-process prefix and a counter (uuid4 costs ~2 µs)."""
+    """Warden's own request ids: 128 random bits each, as 32 hex digits.
 
-    def __init__(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._count = itertools.count(1)
+    A per-process prefix and a counter (the earlier scheme) told a client every other request's id,
+    and a client-chosen id could name another tenant's request; a client's `X-Request-Id` is now
+    kept apart (`client_request_id` in telemetry). Measured: 0.58 µs an id (0.38 for the counter,
+    0.77 for secrets.token_hex, 2.8 for uuid4).
+    """
 
     def __call__(self) -> str:
-        return f"{self._prefix}{next(self._count):016x}"
+        return os.urandom(16).hex()
 
 
 def valid_request_id(value: str) -> bool:
-    """Client ids are echoed into logs, headers and (later) the audit trail: keep them inert."""
+    """Client ids are stored in telemetry beside Warden's own: keep them inert."""
     return _REQUEST_ID_RE.fullmatch(value) is not None
 
 

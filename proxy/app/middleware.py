@@ -61,7 +61,9 @@ async def exchange_middleware(request: web.Request, handler: Handler) -> web.Str
     state = request.app[STATE]
     incoming = request.headers.get(REQUEST_ID)
     good_id = incoming is None or valid_request_id(incoming)
-    exchange = Exchange(request_id=incoming if incoming and good_id else state.request_ids(), started=time.monotonic())
+    # Warden's id, always: a client's X-Request-Id could be another tenant's; it is kept in telemetry
+    # as client_request_id (proxy/telemetry/events.py), never used as the request's identity.
+    exchange = Exchange(request_id=state.request_ids(), started=time.monotonic())
     request[EXCHANGE] = exchange
     state.metrics.in_flight += 1
     status = 500

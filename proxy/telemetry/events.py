@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from proxy.exchange import Exchange
+from proxy.headers import REQUEST_ID, valid_request_id
 from proxy.upstream import Backend
 
 # Sent by clients that version their prompts; stored as lineage on the request's row.
@@ -18,10 +19,16 @@ MAX_LABEL = 128  # client-chosen strings are cut, so one client cannot bloat Low
 # The `requests` columns in table order: request_row builds its row as a tuple in this order, the
 # cheapest row to build, hold and turn into columns (tests check it against the schema).
 REQUEST_COLUMNS = (
-    "ts", "request_id", "tenant", "api_key_id", "route", "model", "backend", "status", "stream", "latency_ms",
-    "ttfb_ms", "upstream_ms", "prompt_tokens", "completion_tokens", "verdict", "detection_count",
+    "ts", "request_id", "client_request_id", "tenant", "api_key_id", "route", "model", "backend", "status", "stream",
+    "latency_ms", "ttfb_ms", "upstream_ms", "prompt_tokens", "completion_tokens", "verdict", "detection_count",
     "detection_categories", "model_version", "prompt_template_id", "prompt_template_version", "attrs",
 )
+
+
+def client_request_id(headers: Mapping[str, str]) -> str:
+    """What the client sent as X-Request-Id, if it is a valid one (an invalid one was answered 400)."""
+    value = headers.get(REQUEST_ID)
+    return value if value is not None and valid_request_id(value) else ""
 
 
 def request_row(
@@ -37,6 +44,7 @@ def request_row(
     return (
         int((time.time() - total_s) * 1000),
         exchange.request_id,
+        client_request_id(headers),
         exchange.tenant,
         exchange.api_key_id,
         route,

@@ -209,6 +209,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         AlterTable("detections", _REQUEST_ID_INDEX),
     )),
     Migration(3, "drift reservoir samples", (CreateTable(_DRIFT_SAMPLES),)),
+    # request_id is Warden's own (random); what a client sent as X-Request-Id is kept beside it.
+    Migration(4, "client request ids", (
+        AddColumn("requests", Column("client_request_id", "String", "ZSTD(1)"), after="request_id"),
+    )),
 )
 
 

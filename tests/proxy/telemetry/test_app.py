@@ -46,9 +46,9 @@ async def test_every_request_leaves_a_row(
     written = {"table": "requests"}
     await eventually(lambda: proxy.metric("warden_telemetry_rows_written_total", written) == 3, what="the count")
     rows = chdb_client.query(
-        f"SELECT request_id, route, model, backend, status, stream, latency_ms > 0, ttfb_ms > 0, upstream_ms > 0, "
-        f"prompt_template_id, prompt_template_version, dateDiff('second', ts, now64(3)) < 60 "
-        f"FROM `{db}`.requests ORDER BY status, request_id").result_rows
+        f"SELECT client_request_id, route, model, backend, status, stream, latency_ms > 0, ttfb_ms > 0, "
+        f"upstream_ms > 0, prompt_template_id, prompt_template_version, dateDiff('second', ts, now64(3)) < 60 "
+        f"FROM `{db}`.requests ORDER BY status, client_request_id").result_rows
     assert rows[0] == ("req-1", "/v1/chat/completions", "m1", up.url, 200, False, True, True, True, "support-bot",
                        "7", True)
     assert rows[1][:6] == ("req-streamed", "/v1/chat/completions", "m1", up.url, 200, True)
@@ -69,7 +69,7 @@ def test_cli_migrate_and_query(db: str, chdb_dir: str, chdb_client: Client, tmp_
     assert main(["query", "--config", str(path), "SELECT 1"]) == 1
     assert "run `warden migrate` first" in capsys.readouterr().err
     assert main(["migrate", "--config", str(path)]) == 0
-    assert "applied migration(s) 1, 2, 3; schema at version 3" in capsys.readouterr().out
+    assert "applied migration(s) 1, 2, 3, 4; schema at version 4" in capsys.readouterr().out
     assert main(["migrate", "--config", str(path)]) == 0
     assert "nothing to apply" in capsys.readouterr().out
 
@@ -104,11 +104,12 @@ async def test_policy_decisions_are_audit_rows_without_text(
     body = {"model": "m", "messages": [{"role": "user", "content": "key AKIAIOSFODNN7EXAMPLE please"}]}
     async with http.post(proxy.url + "/v1/chat/completions", json=body, headers={"X-Request-Id": "audit-1"}) as r:
         assert r.status == 200
+        request_id = r.headers["X-Request-Id"]  # Warden's own id; "audit-1" is kept as client_request_id
     query = (f"SELECT request_id, direction, detector, detector_version, category, action, score, span_start, "
              f"span_end, explanation FROM `{db}`.detections")
     await eventually(lambda: len(chdb_client.query(query).result_rows) == 1, what="one detection row")
     row = chdb_client.query(query).result_rows[0]
-    assert row[:6] == ("audit-1", "request", "secrets", "patterns:7", "AWS_ACCESS_KEY", "redact")
+    assert row[:6] == (request_id, "request", "secrets", "patterns:7", "AWS_ACCESS_KEY", "redact")
     assert (row[6], row[7], row[8]) == (1.0, 4, 24)
     assert "AKIA" not in row[9]  # the explanation names the rule, never the secret
     summary = (f"SELECT verdict, detection_count, detection_categories, model_version, prompt_tokens, "

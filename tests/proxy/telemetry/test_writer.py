@@ -61,10 +61,10 @@ async def test_tuple_rows_and_dict_rows_share_a_batch(chdb_settings: Callable[..
 def test_a_tuple_of_the_wrong_width_is_refused_not_misfiled() -> None:
     writer = TelemetryWriter(TelemetrySettings(), CollectorRegistry())
     try:
-        with pytest.raises(ValueError, match="requests rows hold 2 values, the table 21 columns"):
+        with pytest.raises(ValueError, match="requests rows hold 2 values, the table 22 columns"):
             writer._to_entry("b-1", "requests", [(1, "r")])
         with pytest.raises(ValueError):  # rows of mixed widths
-            writer._to_entry("b-2", "requests", [(1,) * 21, (1,) * 20])
+            writer._to_entry("b-2", "requests", [(1,) * 22, (1,) * 21])
     finally:
         writer._io.shutdown()
 
