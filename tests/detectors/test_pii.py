@@ -42,6 +42,7 @@ import pytest
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # before presidio: no suffix-list download
 
 from detectors.pii import PiiRunner, load_pii_runner
+from detectors.pii_numbers import luhn
 from detectors.pii_options import PiiOptions
 from detectors.pii_rules import candidate_entities, false_positive, may_hold_names, shadowed
 from detectors.runtime.batcher import length_groups
@@ -187,3 +188,17 @@ async def test_pii_through_the_scanner_process(tmp_path: Path, pii: PiiRunner) -
     finally:
         await client.close()
         await supervisor.stop()
+
+
+def test_issue_25_miss_classes_through_the_runner(pii: PiiRunner) -> None:
+    maestro = next(f"50180000000{d}" for d in "0123456789" if luhn(f"50180000000{d}"))
+    texts = [f"My Maestro card {maestro} is lost.", "call me on 76 177 296 after six",
+             "Please ship it to 221B Baker Street, London NW1 6XE.", "We landed at Heathrow Airport at noon.",
+             "Rechnung an Lindenstraße 40\n10969 Berlin\nTel: 030 1234567"]
+    found = [[(s.label, text[s.start:s.end]) for s in spans] for text, spans in zip(texts, pii.analyze(texts),
+                                                                                   strict=True)]
+    assert found[0] == [("CREDIT_CARD", maestro)]                    # 12 digits, Luhn, a card word
+    assert found[1] == [("PHONE_NUMBER", "76 177 296")]              # national format after "call"
+    assert found[2] == [("LOCATION", "221B Baker Street, London NW1 6XE")]  # the whole address, no PERSON in it
+    assert found[3] == [("LOCATION", "Heathrow Airport")]            # spaCy's FAC is a place
+    assert ("LOCATION", "Lindenstraße 40\n10969 Berlin") in found[4]
