@@ -56,9 +56,11 @@ unit: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
 ## bench: proxy overhead against nginx, a minimal relay and LiteLLM (needs bench-deps; minutes)
-bench-deps:
+bench-deps: | $(PY)
 	command -v wrk >/dev/null && command -v nginx >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light)
+	# bench.quality_pii's labelled sentences; --no-deps: its generator's imports are already in the PII stack.
+	$(PIP) install --no-deps presidio-evaluator==0.3.2
 
 ## bench-telemetry: rows/s into chDB, inserts/s per table, latency added by the telemetry writer (~2 min)
 bench-telemetry: $(VENV)/.installed-test
