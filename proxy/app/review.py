@@ -18,6 +18,7 @@ from proxy.review.service import ReviewService
 from proxy.review.sqlite_store import SQLiteStore
 from proxy.review.web import ReviewWeb, add_review_routes
 from proxy.state import STATE, ProxyState
+from proxy.tasks import TaskRestarts
 
 REVIEW = web.AppKey("warden_review", ReviewWeb)
 
@@ -46,6 +47,8 @@ def review_context(state: ProxyState) -> Callable[[web.Application], AsyncIterat
         service = ReviewService(holder.settings, SQLiteStore(holder.settings.db_path), emit, policy_thresholds(rules),
                                 metrics=metrics)
         await service.start()
+        restarts = TaskRestarts([service.tasks])
+        state.registry.register(restarts)
         holder.service = service
         state.observers.append(service.observe)
         try:
@@ -53,6 +56,7 @@ def review_context(state: ProxyState) -> Callable[[web.Application], AsyncIterat
         finally:
             state.observers.remove(service.observe)
             holder.service = None
+            state.registry.unregister(restarts)
             await service.stop(state.settings.server.shutdown_grace_s)
             await holder.close()  # the login hash pool
 

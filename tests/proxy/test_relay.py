@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import aiohttp
 
@@ -22,12 +23,13 @@ async def test_chat_is_relayed_with_request_id_and_without_hop_by_hop_headers(ma
                "X-Secret": "hop", "Keep-Alive": "timeout=5", "X-Custom": "kept"}
     async with http.post(proxy.url + "/v1/chat/completions", json=CHAT, headers=headers) as resp:
         assert resp.status == 200
-        assert resp.headers["X-Request-Id"] == "abc-123"
+        rid = resp.headers["X-Request-Id"]  # Warden's own id: a client's could be another tenant's (issue 23)
+        assert re.fullmatch(r"[0-9a-f]{32}", rid) and rid != "abc-123"
         assert resp.headers["X-Served-By"] == "fake"
         body = await resp.json()
     assert body["choices"][0]["message"]["content"] == "hello"
     seen = {k.lower(): v for k, v in up.requests[-1]["headers"].items()}
-    assert seen["x-request-id"] == "abc-123"
+    assert seen["x-request-id"] == rid
     assert seen["authorization"] == "Bearer k"
     assert seen["x-custom"] == "kept"
     assert "x-secret" not in seen and "keep-alive" not in seen
