@@ -1,6 +1,11 @@
-"""Toxicity quality on the labelled set in bench/data/toxicity_set.jsonl, before and after in one run.
+"""Toxicity quality on two labelled sets, before and after in one run.
 
-    .venv/bin/python -m bench.quality_toxicity          # ~1 minute on 2 cores
+    .venv/bin/python -m bench.quality_toxicity                  # both sets, under a minute on 2 cores
+    .venv/bin/python -m bench.quality_toxicity --set holdout
+
+`main` (bench/data/toxicity_set.jsonl) is the set the threat and abuse rules were developed on;
+`holdout` (bench/data/toxicity_holdout.jsonl) was written before the abuse rules and is never
+tuned on, so its rates are the ones to expect on text nobody here has seen.
 
 The model is the default offline one (`toxic_bilstm`), run in this process (the scanner process
 would give the same scores: tests/detectors/test_toxicity.py checks it). Each text goes through
@@ -8,8 +13,8 @@ the real `DetectorChain`, `ScannerDetector` and `PolicyEngine` with the toxicity
 of the two default configs: examples/warden.yaml (`threat` >= 0.7 blocks, any label >= 0.8 flags)
 and `warden up`'s embedded config (`toxicity` >= 0.8 blocks). A text is caught when its verdict is
 more than `allow`. "before" switches off what issue 25 added, through parameters only: the chain's
-normalised view, windows, the classifier's view (leetspeak, spaced letters) and the threat rules;
-the intermediate rows add them one at a time.
+normalised view, windows, the classifier's view (leetspeak, spaced letters), the threat rules,
+clause windows and the abuse rules; the intermediate rows add them one at a time.
 
 Groups: `toxic: true` groups report the share caught; `toxic: false` groups (benign, hard
 negatives) the share wrongly caught; self-harm (`toxic: null`) is reported only. `padded` pairs
@@ -40,13 +45,16 @@ from proxy.policy.engine import Action, PolicyEngine, Scope
 from proxy.policy.metrics import PolicyMetrics
 from proxy.policy.settings import PolicySettings
 
-DATA = ROOT / "bench" / "data" / "toxicity_set.jsonl"
+SETS = {"main": ROOT / "bench" / "data" / "toxicity_set.jsonl",
+        "holdout": ROOT / "bench" / "data" / "toxicity_holdout.jsonl"}
 STEPS: tuple[tuple[str, bool, Shaping], ...] = (
-    ("before", False, Shaping(0, False, False)),
-    ("+ normalised view", True, Shaping(0, False, False)),
-    ("+ windows", True, Shaping(64, False, False)),
-    ("+ leetspeak/spacing", True, Shaping(64, True, False)),
-    ("after (+ threat rules)", True, Shaping(64, True, True)),
+    ("before", False, Shaping(0, False, False, clause_words=0)),
+    ("+ normalised view", True, Shaping(0, False, False, clause_words=0)),
+    ("+ windows", True, Shaping(64, False, False, clause_words=0)),
+    ("+ leetspeak/spacing", True, Shaping(64, True, False, clause_words=0)),
+    ("+ threat rules", True, Shaping(64, True, True, abuse_rules=False, clause_words=0)),
+    ("+ clause windows", True, Shaping(64, True, True, abuse_rules=False)),
+    ("after (+ abuse rules)", True, Shaping(64, True, True, abuse_rules=True)),
 )
 
 
@@ -113,15 +121,24 @@ def rates(rows: list[dict[str, Any]], caught: list[bool]) -> dict[str, Any]:
     return out
 
 
-async def main(threads: int) -> dict[str, Any]:
+async def main(threads: int, sets: list[str]) -> dict[str, Any]:
     import torch
 
     from detectors.toxicity import load_bilstm_runner
 
     torch.set_num_threads(threads)
-    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
     scanner = InProcessScanner(load_bilstm_runner(ModelSettings(task="toxicity", kind="toxic_bilstm", device="cpu")))
-    results: dict[str, Any] = {"set": str(DATA.relative_to(ROOT)), "sentences": len(rows), "configs": {}}
+    out: dict[str, Any] = {"model": "toxic_bilstm", "sets": {}}
+    for name in sets:
+        print(f"\n=== set {name}: {SETS[name].relative_to(ROOT)}")
+        out["sets"][name] = await one_set(SETS[name], scanner)
+    return out
+
+
+async def one_set(data: Path, scanner: InProcessScanner) -> dict[str, Any]:
+    with data.open(encoding="utf-8") as lines:
+        rows = [json.loads(line) for line in lines if line.strip()]
+    results: dict[str, Any] = {"set": str(data.relative_to(ROOT)), "sentences": len(rows), "configs": {}}
     for config, (options, policy) in configs().items():
         results["configs"][config] = {}
         print(f"\n{config}: detector report_min {options.report_min}; rules: "
@@ -145,8 +162,10 @@ async def main(threads: int) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", choices=[*SETS, "both"], default="both",
+                        help="main: the tuning set; holdout: written before the abuse rules, never tuned on")
     args = parser.parse_args()
-    out = asyncio.run(main(args.threads))
+    out = asyncio.run(main(args.threads, list(SETS) if args.set == "both" else [args.set]))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "quality_toxicity.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"\nwritten to {RESULTS / 'quality_toxicity.json'}")

@@ -13,7 +13,13 @@ BiLSTM, detoxify checkpoints, any transformers classifier) without each runner l
   * threats: a model that reports `threat` gets the threat rules (detectors/threats.py) as an
     ensemble member: `threat` is the max of the model's score and the rules', and `toxicity` is
     raised to the rules' score too, since an explicit threat is toxic by the models' own
-    (Jigsaw's) definition, so a policy on either label sees it.
+    (Jigsaw's) definition, so a policy on either label sees it;
+  * insults, identity attacks and sexual harassment: a model that reports `toxicity` gets the
+    abuse rules (detectors/abuse_rules.py) the same way: `insult`, `identity_attack` and
+    `sexual_explicit` (or `obscene` where the model has no such label) are raised to the rules'
+    score, and `toxicity` with them;
+  * clauses: a long sentence is also scored in small windows (`clause_words`), because a small
+    model dilutes an insult glued into an unpunctuated benign sentence even inside one window.
 
 Span tasks (PII) get none of this: their texts go as the chain hands them (the normalised view),
 and their spans come back for the chain to map to the original text.
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.abuse_rules import AbuseRules
 from detectors.base import DetectorUnavailable, Direction, Finding, Priority
 from detectors.normalize import classifier_view
 from detectors.runtime.client import ScannerClient, ScannerError, ScanResult
@@ -52,16 +59,20 @@ def windows(text: str, size: int, stride: int | None = None) -> list[str]:
     return [text[words[s][0]:words[s + size - 1][1]] for s in starts]
 
 
-def pieces(text: str, size: int) -> list[str]:
+def pieces(text: str, size: int, clause: int = 0) -> list[str]:
     """What a classifier scores of one text: its windows and, when it has several sentences, each
     sentence (windowed if long). Sentences because a small model's score of an insult is diluted by
     the benign words around it even inside one window (the BiLSTM's max pooling and dense layer
-    see them all): alone, a padded insult scores what it scores unpadded."""
+    see them all): alone, a padded insult scores what it scores unpadded. A sentence longer than
+    `clause` words (0: never) is also read in windows of `clause` words, for an insult glued into a
+    sentence with no punctuation to cut it out."""
     out = windows(text, size)
     if size > 0:
         sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
         if len(sentences) > 1:
             out += [w for sentence in sentences for w in windows(sentence, size)]
+        if clause > 0:
+            out += [w for sentence in sentences for w in windows(sentence, clause)]
     return list(dict.fromkeys(out))
 
 
@@ -72,6 +83,8 @@ class Shaping:
     window_words: int = 64
     classifier_view: bool = True
     threat_rules: bool = True
+    abuse_rules: bool | None = None  # None: as `threat_rules`, so that one config key switches the rules
+    clause_words: int = 16
 
 
 class ScannerDetector:
@@ -97,6 +110,8 @@ class ScannerDetector:
         self.version = "unknown"
         self.output: str | None = None  # learnt from the scanner: "scores", "spans" or "vectors"
         self._threats = ThreatRules() if self.shaping.threat_rules else None
+        abuse = self.shaping.threat_rules if self.shaping.abuse_rules is None else self.shaping.abuse_rules
+        self._abuse = AbuseRules() if abuse else None
 
     async def describe(self) -> None:
         """Learn labels, output and model version from the scanner, for findings' lineage."""
@@ -143,7 +158,7 @@ class ScannerDetector:
                 variants.append(view)
             folded.append(variants[-1])
             for variant in variants:
-                chunk = pieces(variant, shaping.window_words)
+                chunk = pieces(variant, shaping.window_words, shaping.clause_words)
                 batch.extend(chunk)
                 owner.extend([index] * len(chunk))
         rows: list[np.ndarray] = []
@@ -165,6 +180,8 @@ class ScannerDetector:
             row = best[index]
             if self._threats is not None and "threat" in labels:
                 row, note = self._with_threats(labels, row.copy(), (text, folded[index]), note)
+            if self._abuse is not None and "toxicity" in labels:
+                row, note = self._with_abuse(labels, row.copy(), (text, folded[index]), note)
             out.append(self._findings(labels, row, note))
         return out
 
@@ -182,6 +199,21 @@ class ScannerDetector:
         if "toxicity" in labels:
             tox = labels.index("toxicity")
             row[tox] = max(row[tox], rule.score)
+        return row, note
+
+    def _with_abuse(self, labels: list[str], row: np.ndarray, texts: tuple[str, str],
+                    note: str) -> tuple[np.ndarray, str]:
+        """Each label the rules found is raised to their score; `toxicity` to the highest of them."""
+        assert self._abuse is not None
+        sexual = "sexual_explicit" if "sexual_explicit" in labels else "obscene"
+        for text in dict.fromkeys(texts):
+            for label, rule in self._abuse.best(text).items():
+                label = sexual if label == "sexual" else label
+                for name in (label, "toxicity"):
+                    if name in labels and rule.score > row[labels.index(name)]:
+                        row[labels.index(name)] = rule.score
+                        if name == label:
+                            note += f"; abuse rules: {rule.why} ({rule.score:.2f})"
         return row, note
 
     def _findings(self, labels: list[str], row: np.ndarray, note: str) -> list[Finding]:

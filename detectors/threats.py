@@ -65,8 +65,36 @@ _REPORTING = re.compile(
     r"\b(?:said|says|say|saying|told|tells|tell|wrote|writes|texted|messaged|emailed|posted|threatened|threatening|"
     r"threat|threats|screamed|yelled|shouted|whispered|claimed|quote|quoted|quoting|lyrics?|line|sings|sang|song|"
     r"character|villain|movie|film|book|novel|story|scene|script|episode|meaning|means|mean|translate|report|"
-    r"reported|someone\s+(?:who|that)|what\s+(?:do|should|does)|if\s+someone|when\s+someone)\b", re.IGNORECASE)
+    r"reported|someone\s+(?:who|that)|what\s+(?:do|should|does)|if\s+someone|when\s+someone|called|calling|calls|"
+    r"word|words|term|slur|slurs|claim|claims|claimed|claiming|believe|believes|stereotypes?|myths?|accused|"
+    r"accusing|offensive|rude|insult|insults|insulted|example|examples|phrase|why\s+do|why\s+does|is\s+it)\b",
+    re.IGNORECASE)
 _SENTENCE_START = re.compile(r"[.!?\n](?=[^.!?\n]*$)")
+_FRAME_WORDS = 10
+_CLAUSE_START = re.compile(r"[.!?\n,;:](?=[^.!?\n,;:]*$)")
+# A single quote opens a quotation where a word follows it and none precedes it ("said 'you idiot'");
+# an apostrophe inside a word ("you're") is neither.
+_OPEN_SINGLE = re.compile(r"(?<![\w'])'(?=\w)")
+_CLOSE_SINGLE = re.compile(r"(?<=[\w.!?,])'(?![\w'])")
+
+
+def reported(text: str, start: int, end: int, scope: re.Pattern[str] = _SENTENCE_START) -> bool:
+    """Whether text[start:end] is reported, quoted or asked about rather than said: inside double
+    or single quotes or backticks (code), or after a reporting word ("said", "calling", "the word", "why do") in its
+    sentence (or clause, with `scope=CLAUSE`), at most `_FRAME_WORDS` words back, so that a
+    reporting word far back in a long unpunctuated padding does not excuse what follows. The writer
+    then attacks no one."""
+    before = text[:start]
+    cut = scope.search(before)
+    head = " ".join((before[cut.end():] if cut else before).split()[-_FRAME_WORDS:])
+    if before.count('"') % 2 == 1 or before.count("`") % 2 == 1 or _REPORTING.search(head):
+        return True
+    sentence_cut = _SENTENCE_START.search(before)
+    sentence = before[sentence_cut.end():] if sentence_cut else before
+    return len(_OPEN_SINGLE.findall(sentence)) > len(_CLOSE_SINGLE.findall(sentence))
+
+
+CLAUSE = _CLAUSE_START
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +126,6 @@ class ThreatRules:
     @staticmethod
     def _weighed(text: str, start: int, end: int, score: float, why: str) -> ThreatMatch:
         """Reported or quoted speech is a threat the writer makes against no one."""
-        before = text[:start]
-        cut = _SENTENCE_START.search(before)
-        sentence = before[cut.end():] if cut else before
-        if before.count('"') % 2 == 1 or _REPORTING.search(sentence):
+        if reported(text, start, end):
             return ThreatMatch(REPORTED, start, end, f"{why}, in reported or quoted speech")
         return ThreatMatch(score, start, end, why)

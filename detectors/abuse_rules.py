@@ -1,0 +1,248 @@
+"""Insults, identity attacks and sexual harassment: rules and lexicons, an ensemble member beside
+the toxicity model, like the threat rules (detectors/threats.py).
+
+Why rules: the offline BiLSTM knows insults made of its Jigsaw vocabulary but scores many clear
+attacks below any threshold: group-targeted dehumanisation ("Black people are savages": 0.23),
+calls for exclusion ("Muslims should all be deported": 0.16), short harassment ("Blow me": 0.15),
+and an insult inside a long benign sentence is diluted. Abuse, like a threat, has a narrow
+grammar that rules read wherever it sits in a text:
+
+  * insults: a lexicon of insulting nouns and adjectives aimed at the reader (vocative "you
+    idiot", predicate "you're a worthless loser", "are you stupid?", "what a loser", "idiots like
+    you") or at a person ("this guy is a clueless jackass"), and dismissals ("fuck off");
+  * identity attacks: a lexicon of identity groups with dehumanising or criminalising
+    predicates ("<group> are vermin"), calls for exclusion or harm ("<group> should be deported"),
+    stereotypes of contempt ("<group> smell") and slurs;
+  * sexual harassment: requests and remarks about the reader's body or sex aimed at the reader.
+
+What keeps them off hard negatives: a target is required (the reader, a person, a group with a
+predicate), so identity statements ("I am a gay man", "we are Jewish") and topics ("breast cancer
+screening", "hate speech against refugees") never match; negation in the gap ("you're not an
+idiot", "immigrants are not criminals") cancels; and reported, quoted or asked-about speech
+("calling someone an idiot is rude", "she said 'you idiot'", "why do people claim X are
+criminals?") scores `REPORTED`, as in the threat rules. The rules read the normalised view and
+its leetspeak fold, so "y0u 1d10t" and look-alike letters reach them as plain words.
+"""
+
+from __future__ import annotations
+
+import re
+
+from detectors.threats import CLAUSE, EXPLICIT, REPORTED, ThreatMatch, reported
+
+STRONG = 0.85  # clear, but an adjective or a comparison rather than a named insult
+
+
+def _words(text: str) -> str:
+    return "(?:" + "|".join(sorted(text.split(), key=len, reverse=True)).replace("_", r"\s+") + ")"
+
+
+# Insulting nouns that are never verbs ("you idiot read the docs" is still an insult).
+_SEX_NOUN = _words("slut sluts whore whores skank skanks hoe hoes thot cumslut cum_dumpster cum_bucket sex_toy "
+                   "sex_object sex_doll tease cocktease piece_of_ass")
+_NOUN_STRONG = _words(
+    "idiot idiots moron morons imbecile imbeciles cretin cretins dumbass dumbasses dimwit dimwits halfwit halfwits "
+    "nitwit nitwits dolt dolts loser losers jerk jerks asshole assholes arsehole arseholes bastard bastards bitch "
+    "bitches twat twats dickhead dickheads douche douchebag douchebags scumbag scumbags buffoon buffoons bozo "
+    "bozos jackass jackasses crybaby crybabies coward cowards liar liars hypocrite hypocrites fraud frauds "
+    "degenerate degenerates retard retards simpleton simpletons numbskull numbskulls knucklehead knuckleheads "
+    "airhead airheads cunt cunts motherfucker motherfuckers wanker wankers tosser tossers pillock muppet "
+    "slob slobs lowlife lowlifes psycho psychos lunatic lunatics parasite parasites leech leeches "
+    "subhuman oaf oafs wimp wimps twit twits hick hicks bum bums cheat cheats vandal vandals hag hags "
+    "waste_of_space waste_of_oxygen waste_of_air waste_of_skin piece_of_shit piece_of_garbage "
+    "piece_of_trash piece_of_crap sack_of_shit excuse_for_a_human excuse_for_a_human_being white_trash")
+# Insulting nouns that are also verbs or plain words ("you rat on me", "you fool around"): these
+# need an article, a modifier or punctuation to read as an insult.
+_NOUN_WEAK = _words(
+    "fool fools clown clowns pig pigs cow cows worm worms rat rats troll trolls creep creeps freak freaks "
+    "sheep prick pricks dick dicks ass scum trash garbage joke failure embarrassment disgrace disappointment "
+    "nobody dork dorks nerd nerds weirdo weirdos git gits snake snakes ape apes baby babies human_being person")
+_ADJ_STRONG = _words(
+    "stupid dumb idiotic moronic retarded brainless braindead brain-dead brain_dead worthless useless pathetic "
+    "ugly disgusting dense clueless ignorant incompetent insufferable repulsive hideous vile pitiful spineless "
+    "gutless dimwitted halfwitted thick-headed pea-brained fucking_stupid selfish shameless")
+_ADJ_MOD = _words(
+    "sad lonely little fat old bitter miserable annoying lazy filthy dirty smelly gross sorry lame stinking "
+    "obnoxious delusional sick twisted nasty creepy whiny spoiled arrogant ignorant petty pompous cowardly "
+    "total complete absolute utter fucking fuckin freaking bloody damn goddamn real big one such right "
+    "pathetic_little stupid_little")
+_MODS = rf"(?:(?:{_ADJ_STRONG}|{_ADJ_MOD})\s*,?\s+){{0,4}}"
+_NOUN = rf"(?:{_NOUN_STRONG}|{_NOUN_WEAK})"
+# Words we do not know before a noun we do ("a lying, cheating scumbag"); never a negation.
+_FREE = r"(?:(?!(?:not|never|no)\b|\w+n't\b)[\w'-]+\s*,?\s+){0,3}"
+_INSULT_NOUN = rf"(?:{_FREE}(?:{_NOUN_STRONG}|{_SEX_NOUN})\b|{_MODS}{_NOUN_WEAK}\b)"
+_YOU = r"(?:you|u|ya)"
+_YOU_ARE = rf"(?:{_YOU}(?:'re|\s+are|\s+r|\s+were|'ve\s+become|\s+have\s+become|\s+look\s+like|\s+sound\s+like))"
+_PERSON = _words(
+    "guy guys man men woman women dude dudes person people author writer moderator mod admin poster op user "
+    "manager boss teacher president politician reporter journalist kid girl boy lady coworker colleague "
+    "neighbour neighbor editor referee ref driver customer client developer dev player streamer commenter reviewer "
+    "clerk waiter cop professor student senator mayor minister mom mother mum sister wife daughter dad father brother")
+_SUPERLATIVE = (r"(?:dumbest|stupidest|ugliest|worst|most\s+(?:useless|pathetic|worthless|incompetent|annoying|"
+                r"ignorant|idiotic|disgusting|insufferable|clueless))")
+_END = r"(?=\s*(?:[,.!?;:)\"']|$|\s+(?:and|who|with|like)\b))"
+_ARTICLE = r"(?:(?:a|an|the|such\s+an?|one|just\s+an?|nothing\s+but\s+an?|a\s+real|an\s+absolute)\s+)?"
+
+INSULT_RULES: tuple[tuple[str, float, str], ...] = (
+    (rf"\b{_YOU}(?P<gap>)\s+{_MODS}(?:{_NOUN_STRONG}\b|{_NOUN_WEAK}{_END})", EXPLICIT, "names the reader an insult"),
+    (rf"\b{_YOU}(?P<gap>)\s+(?:{_ADJ_STRONG}|{_ADJ_MOD})\s*,?\s+(?:[\w-]+\s*,?\s+){{0,2}}{_NOUN}\b", EXPLICIT,
+     "names the reader an insult"),
+    (rf"\b{_YOU_ARE}(?P<gap>(?:\s+(?:so|really|just|truly|clearly|obviously|not|never|no|such|still|always|"
+     rf"literally|basically|all))*)\s+{_ARTICLE}{_INSULT_NOUN}", EXPLICIT, "calls the reader an insult"),
+    (rf"\b{_YOU_ARE}(?P<gap>(?:\s+(?:so|really|just|truly|clearly|obviously|not|never|too|very|such|this|that|"
+     rf"still|always|fucking|literally|incredibly|genuinely))*)\s+{_ADJ_STRONG}\b(?!\s+of\b)", STRONG,
+     "calls the reader stupid, worthless or ugly"),
+    (rf"\b{_YOU_ARE}(?P<gap>)\s+the\s+{_SUPERLATIVE}\b", STRONG, "calls the reader the worst"),
+    (rf"\b(?:are|r)\s+{_YOU}(?P<gap>(?:\s+(?:really|just|actually|seriously|this|that|so|always|still))*)\s+"
+     rf"(?:(?:a|an)\s+)?{_MODS}(?:{_NOUN}|{_ADJ_STRONG})\b", STRONG, "asks whether the reader is stupid"),
+    (rf"\bwhat\s+(?:an?|kind\s+of|sort\s+of)\s+{_MODS}{_NOUN}\b(?P<gap>)", STRONG, "exclaims at a person"),
+    (rf"\bwhat\s+an?\s+(?:[\w-]+\s*,?\s+){{0,3}}(?:{_ADJ_STRONG}|{_NOUN})\s*,?\s+(?:[\w-]+\s*,?\s+){{0,3}}"
+     rf"(?:you\s+(?:are|have)|you're)\b(?P<gap>)", STRONG, "exclaims at the reader"),
+    (rf"\bhow\s+(?:{_ADJ_STRONG})\s+(?:you|u)\s+(?:are|r|were|look|sound)\b(?P<gap>)", STRONG,
+     "exclaims at the reader's stupidity"),
+    (rf"\b(?:only|just)\s+an?\s+{_MODS}{_NOUN}\s+(?:would|could|like\s+you)\b(?P<gap>)", STRONG,
+     "only an idiot would"),
+    (rf"\b{_NOUN}(?:\s+like\s+(?:you|u)\b)(?P<gap>)", EXPLICIT, "an insult like the reader"),
+    (rf"\bas\s+(?:{_ADJ_STRONG})\s+as\s+(?:you|u)\b(?P<gap>)", STRONG, "compares the reader"),
+    (rf"\b(?:he|she|they|(?:this|that|the|your|his|her|our)\s+(?:[\w-]+\s+)?{_PERSON})(?:'s|\s+is|\s+are|\s+was|"
+     rf"\s+were)(?P<gap>(?:\s+(?:so|really|just|truly|clearly|obviously|not|never|no|such|a|an|such|all))*)\s+"
+     rf"{_ARTICLE}(?:{_INSULT_NOUN}|{_MODS}(?:[\w-]+\s+)?{_NOUN}\b)", STRONG, "calls a person an insult"),
+    (rf"(?:^|[,.!?;:]\s*|\b(?:hey|listen|look|oi|shut\s+up)\s*,?\s*)(?P<gap>){_MODS}{_NOUN_STRONG}\s*(?:[,.!?;]|$)",
+     STRONG, "addresses the reader as an insult"),
+    (r"\b(?:(?:fuck|screw|damn)\s+(?:you|u|off|yourself)|go\s+(?:fuck|screw)\s+yourself|piss\s+off|"
+     r"go\s+to\s+hell|eat\s+shit|drop\s+dead|shut\s+the\s+fuck\s+up|stfu|(?:go\s+)?kill\s+yourself|kys|get\s+lost,?\s+you)\b(?P<gap>)",
+     EXPLICIT, "tells the reader off"),
+    (r"\byour\s+(?:[\w-]+\s+)?(?:code|work|post|posts|opinion|opinions|writing|essay|comment|comments|ideas?|face|"
+     r"argument|music|art|book|article|answer|pull\s+request|pr|brain|mother|mom|mum)\s+(?:is|are|was|were)"
+     r"(?P<gap>(?:\s+(?:so|just|really|not|all|as))*)\s+(?:absolute\s+|complete\s+|total\s+|utter\s+|pure\s+)?"
+     rf"(?:garbage|trash|shit|crap|rubbish|a\s+joke|{_ADJ_STRONG})\b", STRONG, "trashes the reader's work or kin"),
+)
+
+_GROUP = _words(
+    "muslims muslim_people jews jewish_people christians catholics hindus sikhs buddhists atheists mormons "
+    "blacks black_people black_men black_women whites white_people asians asian_people chinese chinese_people "
+    "japanese koreans indians indian_people pakistanis arabs arab_people mexicans latinos latinas hispanics "
+    "africans immigrants migrants refugees foreigners illegals gypsies roma gays gay_people gay_men lesbians "
+    "homosexuals bisexuals queers trans_people transgender_people transgenders trans_women trans_men women "
+    "females girls feminists disabled_people the_disabled cripples autistic_people autistics old_people "
+    "the_elderly fat_people poor_people irish_people russians ukrainians jamaicans haitians somalis nigerians "
+    "palestinians israelis romanians polish_people poles turks kurds persians iranians albanians")
+_GROUP_FULL = rf"(?:(?:all|most|these|those|the|every|typical|you)\s+)?{_GROUP}"
+_DEHUMAN = _words(
+    "animals animal savages savage vermin rats cockroaches roaches parasites leeches pigs apes monkeys dogs "
+    "subhuman subhumans terrorists criminals rapists thieves pedophiles paedophiles degenerates perverts freaks "
+    "abomination an_abomination a_disease diseased a_cancer a_plague scum trash filth inbred primitive inferior "
+    "idiots morons retards sheep evil disgusting filthy dirty lazy stupid greedy sneaky violent mentally_ill sick "
+    "a_burden a_threat the_enemy a_virus an_infestation invaders not_human not_people less_than_human "
+    "worthless useless brainwashed delusional barbaric uncivilized uncivilised backward insects cancer plague "
+    "a_plague_on_society a_disgrace hags whores sluts bitches bottom_feeders immoral")
+_EXCLUDE = _words(
+    "deported banned killed shot gassed hanged hung exterminated eradicated sterilized sterilised removed expelled "
+    "thrown_out thrown_in_jail thrown_in_prison thrown_away locked_up jailed imprisoned burned burnt wiped_out "
+    "put_down rounded_up driven_out kicked_out sent_back sent_home")
+
+IDENTITY_RULES: tuple[tuple[str, float, str], ...] = (
+    (rf"\b{_GROUP_FULL}(?P<gap>(?:\s+(?:are|r|is|were)(?:\s+(?:all|just|nothing\s+but|basically|such|so|simply|"
+     rf"literally|really|naturally|genetically|by\s+nature|not|no|never|truly|a\s+bunch\s+of|bunch\s+of|too))*))\s+"
+     rf"{_FREE}{_DEHUMAN}\b", EXPLICIT,
+     "dehumanises or criminalises a group"),
+    (rf"\b{_GROUP_FULL}(?P<gap>(?:\s+(?:all|just|really|simply))*)\s+(?:should|must|need\s+to|ought\s+to|deserve\s+to|"
+     rf"have\s+to|gotta)(?!n't)(?:\s+all)?\s+(?:be\s+(?:all\s+)?{_EXCLUDE}|die|go\s+back|get\s+out|leave\s+(?:our|this)|"
+     r"disappear|not\s+(?:exist|be\s+allowed|vote|breed|have\s+rights)|stop\s+existing|never\s+be\s+allowed)\b",
+     EXPLICIT, "calls for a group's exclusion or harm"),
+    (rf"\b{_GROUP_FULL}(?P<gap>)\s+(?:smell|stink|breed\s+like|(?:control|run|own)\s+the\s+(?:banks|media|world|"
+     r"government|money)|(?:can't|cannot|can\s+never)\s+be\s+trusted|(?:are|is)\s+(?:less|more)\s+(?:intelligent|"
+     r"evolved|human|civilized|civilised)\b|(?:don't|do\s+not)\s+belong\b|belong\s+in\s+(?:the\s+)?(?:kitchen|cages?|"
+     r"zoos?|jail|prison|camps?|ovens?|the\s+trash))", EXPLICIT, "a stereotype of contempt about a group"),
+    (rf"\b(?:get|kick|throw|send)\s+(?:these|those|the|all\s+(?:the|these|those)?)?\s*(?:(?:{_ADJ_MOD}|{_ADJ_STRONG}|"
+     rf"dirty|filthy)\s+)*{_GROUP}\s+(?:out|back)\b(?P<gap>)", EXPLICIT, "calls for a group's removal"),
+    (rf"\b(?:filthy|dirty|stinking|stinky|fucking|disgusting|subhuman|inbred|savage)\s+{_GROUP}\b(?P<gap>)",
+     EXPLICIT, "a contemptuous epithet for a group"),
+    (r"\bno\s+(?:woman|women|girl|female|muslim|jew|immigrant|foreigner|black|gay)\s+(?:deserves?|should\s+have)\s+"
+     r"(?:the\s+right\s+to\s+)?(?:vote|to\s+vote|rights|to\s+live|to\s+exist|an\s+education|to\s+be\s+educated)\b"
+     r"(?P<gap>)", EXPLICIT, "denies a group's rights"),
+    (r"\b(?:homosexuality|being\s+gay|being\s+trans|transgenderism|islam|judaism)\s+is(?P<gap>(?:\s+(?:just|not|"
+     r"clearly|simply))*)\s+(?:a\s+)?(?:disease|mental\s+illness|sickness|abomination|cancer|plague|perversion)\b",
+     EXPLICIT, "calls an identity a disease"),
+    (r"\b(?:faggots?|dykes?|trannys?|trannies|kikes?|spics?|chinks?(?!\s+in\b)|wetbacks?|ragheads?|towelheads?|"
+     r"pakis?|gooks?|beaners?|niggers?|niggas?|sand\s+niggers?)\b(?P<gap>)", EXPLICIT, "an identity slur"),
+)
+
+_BODY = _words("tits titties boobs breasts ass butt booty pussy dick cock balls penis vagina nipples rack junk dong")
+_CLOTHES = _words("clothes shirt top bra panties pants dress skirt underwear knickers blouse thong lingerie")
+_ENDEARMENT = r"(?:for\s+me|baby|babe|sexy|sweetheart|honey|slut|girl|bitch|now)"
+
+_SEX_ACT = _words("fuck bang screw shag rape molest grope finger hump undress cum_on cum_in ravish")
+
+SEXUAL_RULES: tuple[tuple[str, float, str], ...] = (
+    (rf"\bsend\s+(?:me\s+)?(?:some\s+|a\s+|your\s+|more\s+|ur\s+)?(?:nudes?\b|naked\s+\w+|nude\s+\w+|(?:pics?|pictures?|"
+     rf"photos?|selfies?|videos?)\s+of\s+(?:you|your|ur)\b(?:\s+[\w']+){{0,3}}?\s+(?:naked|nude|topless|in\s+(?:the\s+)?"
+     rf"(?:shower|bath|bed|underwear|lingerie|bikini)|{_BODY}))(?P<gap>)", EXPLICIT, "asks for sexual images"),
+    (rf"\bshow\s+me\s+(?:your|ur|those|that|them)\s+(?:[\w']+\s+)?{_BODY}\b(?P<gap>)", EXPLICIT,
+     "asks to see the reader's body"),
+    (rf"\bshow\s+me\s+what(?:'s|\s+is)\s+under\s+(?:that|your|ur)\s+{_CLOTHES}\b(?P<gap>)", EXPLICIT,
+     "asks to see the reader's body"),
+    (rf"\b(?:take\s+off|strip\s+off|remove)\s+(?:your|ur|that|those)\s+(?:\w+\s+)?{_CLOTHES}\b,?\s+{_ENDEARMENT}\b"
+     rf"(?P<gap>)|\bstrip\s+for\s+me\b(?P<gap2>)", EXPLICIT, "tells the reader to undress"),
+    (rf"\b(?:suck|lick|blow|touch|grab|stroke|ride|sit\s+on)\s+my\s+(?:\w+\s+)?(?:{_BODY}|face)\b(?P<gap>)",
+     EXPLICIT, "a sexual demand"),
+    (rf"\b(?:blow\s+me|suck\s+me\s+off|bend\s+(?:you|u)\s+over|suck\s+(?:an?|my|some)\s+{_BODY}|"
+     rf"(?:smash|tap|eat)\s+that\s+(?:ass|pussy|booty)|jerk\s+off\s+(?:to|thinking\s+about|over)\s+(?:you|u|your))\b"
+     r"(?P<gap>)", EXPLICIT, "a sexual demand"),
+    (rf"\b(?:i|we)(?:'d|'ll|\s+want\s+to|\s+wanna|\s+would|\s+will|\s+could|\s+gonna|\s+need\s+to|"
+     rf"(?:'m|\s+am)\s+(?:going\s+to|gonna)|(?:'d|\s+would)\s+(?:love|like)\s+to)(?P<gap>(?:\s+\w+){{0,2}}?)\s+"
+     rf"(?:{_SEX_ACT}|see|watch)\s+(?:(?:you|u|ya|her)\s+(?:naked|nude|undress\w*|strip\w*)\b|"
+     rf"(?:you|u|ya|her)\b(?!\s+(?:over|up|out|at|in)\b)(?<=\w)|your\s+(?:\w+\s+)?(?:{_BODY}|sister|mother|mom|wife|"
+     rf"daughter|girlfriend)\b)", EXPLICIT, "wants sex with the reader or their kin"),
+    (r"\byou(?:'d|\s+would|'re|\s+are)\s+(?:be\s+)?an?\s+(?:great|good|nice|hot|tight|easy)\s+(?:fuck|lay|shag|screw)"
+     r"\b(?P<gap>)", EXPLICIT, "a sexual remark about the reader"),
+    (rf"\b{_YOU_ARE}(?P<gap>(?:\s+(?:so|really|just|such|not|never|nothing|but|a|an|all))*)\s+"
+     rf"{_MODS}{_SEX_NOUN}\b", EXPLICIT, "calls the reader a sexual insult"),
+    (rf"(?:\b{_YOU}\s+{_MODS}|^\s*|[,.!?;:]\s*){_SEX_NOUN}(?:\s*(?:[,.!?;]|$)|\b)(?P<gap>)", EXPLICIT,
+     "addresses the reader as a sexual insult"),
+    (rf"\b(?:nice|great|sexy|hot|juicy|perky)\s+{_BODY}\b(?P<gap>)", EXPLICIT, "a remark on the reader's body"),
+    (rf"\byour\s+(?:\w+\s+)?{_BODY}\s+(?:is|are|look|looks|must\s+be|would\s+be|feels?)\s+(?:so\s+)?(?:amazing|hot|sexy|great|nice|perfect|"
+     r"delicious|tasty|fuckable|juicy)\b(?P<gap>)", EXPLICIT, "a remark on the reader's body"),
+    (rf"\b(?:let\s+me|i\s+want\s+to|wanna|i'd\s+love\s+to)\s+(?:touch|feel|grab|squeeze|lick|suck|kiss)\s+"
+     rf"(?:your|ur)\s+(?:\w+\s+)?{_BODY}\b(?P<gap>)", EXPLICIT, "wants to touch the reader's body"),
+    (rf"\b(?:what\s+colou?r|are\s+you\s+wearing\s+any)\s+{_CLOTHES}\b(?P<gap>)", EXPLICIT,
+     "asks about the reader's underwear"),
+    (rf"\b(?:my|this)\s+(?:{_BODY})\s+in\s+your\s+(?:mouth|ass|pussy|face)\b(?P<gap>)", EXPLICIT,
+     "a sexual remark about the reader"),
+)
+
+LABELS = {"insult": INSULT_RULES, "identity_attack": IDENTITY_RULES, "sexual": SEXUAL_RULES}
+_NEGATION = re.compile(r"\b(?:not|never|no|nobody|no\s+one)\b|n't\b", re.IGNORECASE)
+# "I don't think you're stupid", "I'm not saying you're an idiot": a denial just before the match.
+_DENIED = re.compile(r"(?:\b(?:not|never)|n't)\s+(?:\w+\s+)?(?:think|saying|say|said|believe|mean|meant|call|calling|"
+                     r"implying|suggesting)\b(?:\s+\w+){0,2}\s*$", re.IGNORECASE)
+
+
+class AbuseRules:
+    """The compiled rules; `matches(text)` gives every insult, identity attack and sexual remark,
+    with `why` naming the label the ensemble raises ("insult", "identity_attack", "sexual")."""
+
+    def __init__(self) -> None:
+        self._rules = [(label, re.compile(p, re.IGNORECASE | re.MULTILINE), score, why)
+                       for label, rules in LABELS.items() for p, score, why in rules]
+
+    def matches(self, text: str) -> list[tuple[str, ThreatMatch]]:
+        found = []
+        for label, rule, score, why in self._rules:
+            for m in rule.finditer(text):
+                if _NEGATION.search(m.groupdict().get("gap") or "") or _DENIED.search(text[:m.start()]):
+                    continue  # "you're not an idiot", "immigrants are not criminals"
+                if reported(text, m.start(), m.end(), CLAUSE):
+                    found.append((label, ThreatMatch(REPORTED, m.start(), m.end(),
+                                                     f"{why}, in reported, quoted or asked-about speech")))
+                else:
+                    found.append((label, ThreatMatch(score, m.start(), m.end(), why)))
+        return found
+
+    def best(self, text: str) -> dict[str, ThreatMatch]:
+        """The strongest match per label."""
+        out: dict[str, ThreatMatch] = {}
+        for label, match in self.matches(text):
+            if label not in out or match.score > out[label].score:
+                out[label] = match
+        return out

@@ -1,0 +1,115 @@
+"""Abuse rules (detectors/abuse_rules.py) and their place in the toxicity ensemble (detectors/scanned.py):
+each miss class of issue 25 caught, and identity statements, negation and reported speech passed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors.abuse_rules import AbuseRules
+from detectors.normalize import classifier_view, normalize
+from detectors.runtime.client import ScanResult
+from detectors.runtime.protocol import TaskInfo
+from detectors.scanned import ScannerDetector, Shaping, pieces
+from detectors.threats import REPORTED, ThreatRules
+
+LABELS = ["toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack"]
+CAUGHT = {
+    "insult": ["You're a lying, cheating scumbag.", "Get out of my sight, you useless oaf and stupid clown.",
+               "u r a moron", "That teacher is a total idiot.", "Only an imbecile would think that.",
+               "Nobody wants jerks like you around.", "Are you really that stupid?", "Fuck off already.",
+               "Hey, dumbass, you broke the build.", "What a pathetic loser.", "You are so incredibly dense."],
+    "identity_attack": ["Refugees are vermin.", "Muslims are all violent savages.", "Gays should be locked up.",
+                        "Immigrants should all be sent back.", "Jews control the media.",
+                        "Kick those dirty immigrants out.", "Women belong in the kitchen."],
+    "sexual": ["Send me some nudes.", "Show me your boobs.", "You're a filthy slut.", "Suck my cock.",
+               "I want to fuck you tonight.", "What colour panties do you have on?"],
+}
+PASSED = ["I am a gay man", "As a Black woman in engineering, I mentor students.", "We are Jewish and proud.",
+          "I'm a trans woman looking for a new doctor.", "Muslims pray five times a day.",
+          "Breast cancer screening saves lives.", "Refugees are fleeing the war.", "The idiot light is on.",
+          "My dog is a bit of an idiot.", "I'm such an idiot, I forgot my keys.", "Kill the process and restart."]
+NEGATED = ["You're not an idiot, everyone slips up.", "Immigrants are not criminals.", "You are no fool.",
+           "I don't think you're stupid at all.", "Gays shouldn't be locked up for who they love."]
+REPORTED_SPEECH = ["Calling someone an idiot is rude.", "She said 'you idiot' and slammed the door.",
+                   'He wrote "you worthless loser" under my post.', "Why do people claim refugees are vermin?",
+                   "Is it offensive to say immigrants are criminals?", "Translate 'you are a moron' to German."]
+
+
+def best(text: str) -> float:
+    view = normalize(text).text
+    scores = [m.score for t in dict.fromkeys([view, classifier_view(view)]) for _, m in AbuseRules().matches(t)]
+    return max(scores, default=0.0)
+
+
+@pytest.mark.parametrize(("label", "text"), [(label, t) for label, texts in CAUGHT.items() for t in texts])
+def test_each_miss_class_is_caught_under_its_label(label: str, text: str) -> None:
+    found = AbuseRules().best(text)
+    assert label in found and found[label].score >= 0.85, (text, found)
+
+
+@pytest.mark.parametrize("text", PASSED + NEGATED)
+def test_identity_statements_topics_and_negation_pass(text: str) -> None:
+    assert best(text) == 0.0, (text, AbuseRules().matches(text))
+
+
+@pytest.mark.parametrize("text", REPORTED_SPEECH)
+def test_quoted_and_reported_abuse_scores_reported(text: str) -> None:
+    assert best(text) <= REPORTED, (text, AbuseRules().matches(text))
+
+
+def test_obfuscated_abuse_is_read_through_the_views() -> None:
+    assert best("y0u 5tup1d m0r0n") >= 0.85 and best("Y\u043eu \u0430r\u0435 \u0430 l\u043es\u0435r") >= 0.85
+
+
+def test_a_reporting_word_far_back_in_padding_does_not_excuse_a_glued_insult() -> None:
+    padding = "she told me about the garden and the weather and the trains and the long walk home and " * 3
+    assert best(padding + "you worthless idiot and the rest of the day was calm") >= 0.85
+    threat = ThreatRules().score(padding + "I will kill you and then we had lunch")
+    assert threat is not None and threat.score > REPORTED
+
+
+def test_threats_in_single_quotes_or_code_are_reported() -> None:
+    for text in ["She wrote 'I will kill you' in her diary.", "The test feeds `I will kill you` to the rules."]:
+        match = ThreatRules().score(text)
+        assert match is not None and match.score == REPORTED, text
+
+
+def test_clause_windows_read_a_long_unpunctuated_sentence_in_small_pieces() -> None:
+    text = " ".join(f"w{i}" for i in range(40))
+    small = [p for p in pieces(text, 64, 16) if p != text]
+    assert small and all(len(p.split()) == 16 for p in small) and small[-1].split()[-1] == "w39"
+    assert pieces("One. You idiot. Three.", 40, 16) == pieces("One. You idiot. Three.", 40)
+
+
+class ZeroModel:
+    """A scanner whose model scores every text 0: whatever is found comes from the rules."""
+
+    async def ping(self) -> dict[str, TaskInfo]:
+        return {"tox": TaskInfo(kind="fake", output="scores", labels=LABELS, device="cpu", dtype="float32",
+                                model_version="1")}
+
+    async def scan(self, task: str, texts: list[str], priority: str = "request",
+                   timeout_s: float | None = None) -> ScanResult:
+        return ScanResult(labels=LABELS, scores=np.zeros((len(texts), len(LABELS)), dtype=np.float32))
+
+
+def detector(shaping: Shaping | None = None) -> ScannerDetector:
+    return ScannerDetector("toxicity", "tox", ZeroModel(), frozenset({"request"}), report_min=0.5,  # type: ignore[arg-type]
+                           shaping=shaping)
+
+
+async def test_the_rules_raise_the_labels_policies_act_on() -> None:
+    found = await detector().detect(["Black people are savages.", "Blow me.", "You absolute moron.",
+                                     "I am a gay man", "She said 'you idiot'."])
+    scores = [{f.label: f.score for f in row} for row in found]
+    assert scores[0]["identity_attack"] >= 0.9 and scores[0]["toxicity"] >= 0.9
+    assert scores[1]["obscene"] >= 0.9 and scores[1]["toxicity"] >= 0.9
+    assert scores[2]["insult"] >= 0.9 and "abuse rules" in found[2][0].explanation
+    assert scores[3] == {} and scores[4] == {}
+
+
+async def test_the_threat_rules_switch_turns_the_abuse_rules_off_too() -> None:
+    assert await detector(Shaping(64, True, False)).detect(["Black people are savages."]) == [[]]
+    on = await detector(Shaping(64, True, False, abuse_rules=True)).detect(["Black people are savages."])
+    assert {f.label for f in on[0]} == {"toxicity", "identity_attack"}
