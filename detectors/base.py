@@ -7,7 +7,7 @@ of the exchange they apply to; findings carry an explanation because a reviewer 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 Direction = Literal["request", "response"]
 Priority = Literal["request", "background"]
@@ -39,4 +39,20 @@ class Detector(Protocol):
 
     async def detect(self, texts: list[str], priority: Priority = "request") -> list[list[Finding]]:
         """Findings per text, in order. Raises DetectorUnavailable when it cannot answer."""
+        ...
+
+
+@runtime_checkable
+class HoldsBack(Protocol):
+    """A detector that can say where a stream may be cut (optional: a separate protocol, so that
+    detectors and plugins that do not declare it still are `Detector`s).
+
+    A stream is released as soon as no finding can still include the text; only the detector knows
+    which tails its shapes could still grow from (detectors/holdback.py has the built-in rules).
+    One that does not implement this is held a whole window, the conservative default.
+    """
+
+    def holdback(self, text: str) -> int:
+        """How many trailing characters of `text` (the normalised view, as `detect` gets) could still
+        be part of a finding not yet complete; `len(text)` when it cannot tell."""
         ...

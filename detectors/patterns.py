@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 
 from detectors.base import Direction, Finding, Priority
+from detectors.holdback import literal_tail, token_tail
 
 INLINE_LIMIT = 64 * 1024
 
@@ -24,6 +25,9 @@ SECRET_PATTERNS: tuple[tuple[str, str, str], ...] = (
     ("JWT", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b", "JSON Web Token"),
     ("GOOGLE_API_KEY", r"\bAIza[0-9A-Za-z_-]{35}\b", "Google API key prefix"),
 )
+
+PEM_HEADERS = [f"-----BEGIN {kind}PRIVATE KEY{block}-----" for kind in ("", "RSA ", "EC ", "OPENSSH ", "DSA ", "PGP ")
+               for block in ("", " BLOCK")]
 
 
 class PatternDetector:
@@ -44,6 +48,12 @@ class PatternDetector:
         self._rules = [(label, re.compile(pattern), why) for label, pattern, why in rules]
         self.labels = tuple(dict.fromkeys(label for label, _, _ in rules))
         self.version = f"patterns:{len(self._rules)}"
+        # Shapes with spaces in them, which a stream must hold while their start is at its tail.
+        self._literals = [c for c in canaries if c and any(ch.isspace() for ch in c)] + PEM_HEADERS
+
+    def holdback(self, text: str) -> int:
+        """Every secret shape is one token; canary phrases and PEM headers are literals with spaces."""
+        return max(token_tail(text), literal_tail(text, self._literals))
 
     def scan_text(self, text: str) -> list[Finding]:
         return [

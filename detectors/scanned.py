@@ -35,6 +35,7 @@ import numpy as np
 
 from detectors.abuse_rules import AbuseRules
 from detectors.base import DetectorUnavailable, Direction, Finding, Priority
+from detectors.holdback import pii_tail
 from detectors.normalize import classifier_view
 from detectors.runtime.client import ScannerClient, ScannerError, ScanResult
 from detectors.runtime.protocol import MAX_TEXTS_PER_CALL
@@ -121,6 +122,11 @@ class ScannerDetector:
         self.labels = tuple(info.labels)
         self.output = info.output
         self.version = f"{info.kind}:{info.model_version}"
+
+    def holdback(self, text: str) -> int:
+        """A span task finds PII (detectors/holdback.py `pii_tail`); a task that scores whole texts
+        cannot say where a stream may be cut, so it is held its whole window."""
+        return pii_tail(text) if self.output == "spans" else len(text)
 
     async def detect(self, texts: list[str], priority: Priority = "request") -> list[list[Finding]]:
         if not texts:

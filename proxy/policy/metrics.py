@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from proxy.metrics import OVERHEAD_BUCKETS
+
+
+class StreamGauges:
+    """Streams under enforcement: how far their scans lag behind the model, and who waits now.
+
+    `waiting` is a plain count the enforcers keep (one stream per pending scan) and the gauge reads
+    it at scrape time, so the hot path pays an integer increment, not a metric update.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.waiting = 0
+        waiting = Gauge("warden_stream_scans_waiting", "Enforced streams waiting on a scan right now.",
+                        registry=registry)
+        waiting.set_function(lambda: self.waiting)
+        self.lag = Histogram("warden_stream_scan_lag_seconds", "Per enforced stream: the longest any of its "
+                             "characters was held before release (hold-back plus scan time).",
+                             buckets=(0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0), registry=registry)
+        self.expired = Counter("warden_stream_hold_expired", "Enforced streams whose held text waited "
+                               "policy.stream_max_hold_s for its scan, by the on_error applied.", ["outcome"],
+                               registry=registry)
+
+    def stream_done(self, largest_lag_s: float) -> None:
+        self.lag.observe(largest_lag_s)
+
+    def held_too_long(self, closed: bool) -> None:
+        self.expired.labels("closed" if closed else "open").inc()
 
 
 class PolicyMetrics:
@@ -20,3 +46,4 @@ class PolicyMetrics:
                                          "by the fail rule applied.", ["detector", "outcome"], registry=registry)
         self.unscanned = Counter("warden_policy_unscanned", "Requests or responses passed without a scan, by reason.",
                                  ["reason"], registry=registry)
+        self.streams = StreamGauges(registry)

@@ -44,8 +44,11 @@ class PolicySettings(_Section):
     )
     rules: list[RuleSettings] = Field(default_factory=list)
     stream_window_chars: int = Field(
-        64, ge=8, description="characters held back from a stream until scanned; longer entities may leak"
-    )
+        64, ge=8, description="the most characters a stream holds back for its detectors (they say how many they "
+        "need: docs/policy.md, early release); an entity longer than this may be split")
+    stream_max_hold_s: float = Field(
+        30.0, gt=0, description="the longest a stream's held text waits for its scan (an overloaded scanner); then "
+        "the response detectors' on_error applies: closed (any) ends the stream blocked, open releases it unscanned")
     max_response_bytes: int = Field(8 * 1024 * 1024, gt=0, description="non-streamed bodies buffered for a scan")
     oversize: Literal["block", "pass"] = Field(
         "block", description="a non-streamed answer over max_response_bytes: block answers 502 "
