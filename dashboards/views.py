@@ -23,14 +23,14 @@ def overview() -> Board:
         prom(f"sum(rate(warden_prompt_tokens_total{MT}{RATE}))", "prompt (in)"),
         prom(f"sum(rate(warden_completion_tokens_total{MT}{RATE}))", "completion (out)")],
                  unit="short", w=12, description="Tokens per second as the backends report them in `usage`.")
-    b.timeseries("Responses by status", [prom(f"sum by (status) (rate(warden_requests_total{MT}{RATE}))",
-                                              "{{status}}")], unit="reqps", w=12)
+    b.timeseries("Responses by status", [prom(f"sum by (code) (rate(warden_requests_total{MT}{RATE}))",
+                                              "{{code}}")], unit="reqps", w=12)
     b.row("Errors")
-    errors = 'warden_requests_total{status=~"5..",model=~"$model",tenant=~"$tenant"}'
+    errors = 'warden_requests_total{code=~"5..",model=~"$model",tenant=~"$tenant"}'
     b.timeseries("Error ratio (5xx)", [prom(f"sum(rate({errors}{RATE})) / sum(rate(warden_requests_total{MT}{RATE}))",
                                             "5xx share")], unit="percentunit", w=12)
-    b.timeseries("Errors by route and status", [prom(f"sum by (route, status) (rate({errors}{RATE}))",
-                                                     "{{route}} {{status}}")], unit="reqps", w=12)
+    b.timeseries("Errors by route and status", [prom(f"sum by (route, code) (rate({errors}{RATE}))",
+                                                     "{{route}} {{code}}")], unit="reqps", w=12)
     b.row("Latency")
     b.timeseries("Request duration", quantiles("warden_request_duration_seconds", selector=MT), unit="s")
     b.timeseries("Time to first token (streams)", quantiles("warden_time_to_first_token_seconds", selector=MT),
@@ -75,7 +75,7 @@ def upstreams() -> Board:
     b.timeseries("Retries", [prom(f"sum by (group) (rate(warden_upstream_retries_total{g}{RATE}))", "{{group}}")],
                  unit="reqps")
     b.timeseries("Upstream answers by status", [prom(
-        f"sum by (backend, status) (rate(warden_upstream_responses_total{g}{RATE}))", "{{backend}} {{status}}")],
+        f"sum by (backend, code) (rate(warden_upstream_responses_total{g}{RATE}))", "{{backend}} {{code}}")],
         unit="reqps", w=12)
     b.timeseries("Upstream failures by kind", [prom(
         f"sum by (group, kind) (rate(warden_upstream_failures_total{g}{RATE}))", "{{group}} {{kind}}")],
@@ -111,6 +111,13 @@ def governance() -> Board:
                                                     "{{tenant}}")], w=12)
     b.timeseries("Policy outcomes per tenant (ClickHouse)", [sql("governance_verdicts")], w=12)
     b.table("Findings per tenant and category (ClickHouse)", [sql("governance_detections", table=True)])
+    b.timeseries("Spend per tenant and model", [prom(
+        f"sum by (tenant, model, currency) (rate(warden_spend_total{t}{RATE}))", "{{tenant}} {{model}} {{currency}}")],
+        unit="short", w=12, description="Money per second at the `pricing:` prices; unpriced requests count 0 "
+                                        "(warden_spend_unpriced_total).")
+    b.timeseries("Budget used per tenant", [prom(f"max by (tenant) (warden_budget_used_ratio{t})", "{{tenant}}")],
+                 unit="percentunit", w=12, description="Share of each tenant's budget spent in its period; the "
+                                                       "alert rules fire at 80% and 100%.")
     return b
 
 

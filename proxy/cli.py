@@ -9,6 +9,7 @@ from pathlib import Path
 
 from proxy.settings import ConfigError, WardenSettings, load_settings, settings_for_upstreams
 from proxy.telemetry.settings import TelemetrySettings
+from proxy.tracing.logs import LogFormat, configure
 
 log = logging.getLogger("warden")
 
@@ -26,12 +27,42 @@ examples:
 """
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, fmt: LogFormat = "text") -> None:
+    configure(level, fmt)
+
+
+def version_text() -> str:
+    """The installed package's version, and `git describe` when run from a checkout (a build names its commit)."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = f"warden {version('llm-warden')}"
+    except PackageNotFoundError:
+        text = "warden (not installed)"
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            described = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--tags"],
+                                       capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            described = ""
+        if described:
+            text += f" (git {described})"
+    return text
+
+
+class _Version(argparse.Action):
+    """Like argparse's `version` action, but `git describe` runs only when asked, not on every command."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit()
 
 
 def _serve_settings(args: argparse.Namespace) -> WardenSettings:
@@ -54,7 +85,9 @@ def _serve_settings(args: argparse.Namespace) -> WardenSettings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.server import run
 
-    run(_serve_settings(args), reuse_port=args.reuse_port, config_path=Path(args.config) if args.config else None)
+    settings = _serve_settings(args)
+    _setup_logging(args.log_level, args.log_format or settings.server.log_format)
+    run(settings, reuse_port=args.reuse_port, config_path=Path(args.config) if args.config else None)
     return 0
 
 
@@ -132,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser("serve", help="run the proxy", description="Run the proxy in front of model servers.")
@@ -142,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1, or the config's)")
     serve.add_argument("--reuse-port", action="store_true",
                        help="bind with SO_REUSEPORT so several warden processes can share the port")
+    serve.add_argument("--log-format", choices=["text", "json"],
+                       help="log lines as text or one JSON object each (default: the config's server.log_format)")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a config file and list every problem")

@@ -13,6 +13,7 @@ prometheus_client's own families, less the `_created` series.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from typing import cast
@@ -20,6 +21,7 @@ from typing import cast
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 _go_float = cast(Callable[[float], str], floatToGoString)  # how prometheus_client writes `le`; untyped
@@ -38,16 +40,26 @@ class CounterChild:
 
 
 class HistogramChild:
-    __slots__ = ("bounds", "counts", "sum")
+    __slots__ = ("bounds", "counts", "exemplars", "sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; the last one is +Inf
         self.sum = 0.0
+        self.exemplars: dict[int, tuple[str, float, float]] | None = None  # bucket -> (trace id, value, time)
 
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1  # `le` buckets: the first bound >= value
         self.sum += value
+
+    def observe_exemplar(self, value: float, trace_id: str) -> None:
+        """An observation whose trace was kept: the bucket remembers its latest one (OpenMetrics exemplars)."""
+        index = bisect_left(self.bounds, value)
+        self.counts[index] += 1
+        self.sum += value
+        if self.exemplars is None:
+            self.exemplars = {}
+        self.exemplars[index] = (trace_id, value, time.time())
 
 
 class _Family(Collector):
@@ -111,9 +123,15 @@ class LightHistogram(_Family):
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         for values, child in self._children.items():
-            running, buckets = 0, []
-            for label, count in zip(self._labels, child.counts, strict=True):
+            running = 0
+            buckets: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+            exemplars = child.exemplars
+            for index, (label, count) in enumerate(zip(self._labels, child.counts, strict=True)):
                 running += count
-                buckets.append((label, running))
+                seen = exemplars.get(index) if exemplars else None
+                if seen is None:
+                    buckets.append((label, running))
+                else:
+                    buckets.append((label, running, Exemplar({"trace_id": seen[0]}, seen[1], seen[2])))
             family.add_metric(values, buckets, child.sum)
         yield family

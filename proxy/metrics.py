@@ -8,19 +8,60 @@ being mirrored into gauges on every request.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, cast
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as _openmetrics_latest
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from proxy.lightmetrics import LightCounter as Counter
 from proxy.lightmetrics import LightHistogram as Histogram
 from proxy.upstream.group import UpstreamPool
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# Up to 20 minutes: long generations (reasoning models, big contexts) run past 120 s, and a histogram
+# whose last bucket is below them can only say "more than 120 s" of each.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
+                   300, 600, 1200)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+
+OPENMETRICS = "application/openmetrics-text"
+openmetrics_latest = cast(Callable[[Collector], bytes], _openmetrics_latest)  # untyped in prometheus_client
+
+
+def exposition(registry: CollectorRegistry, appended: str, accept: str) -> tuple[bytes, str]:
+    """The scrape's body and content type: OpenMetrics when the scraper asks for it (Prometheus does by
+    default), since only that format carries exemplars (trace ids on the duration buckets); else text.
+
+    `appended` is another process's text exposition (the scanner's): in OpenMetrics it is re-read and
+    written again as part of the one document, less its `_created` gauges, which that format spells
+    inside the counter instead.
+    """
+    if OPENMETRICS not in accept:
+        return generate_latest(registry) + appended.encode(), CONTENT_TYPE_LATEST
+    extra = [f for f in text_string_to_metric_families(appended) if not f.name.endswith("_created")] \
+        if appended else []
+    return openmetrics_latest(_Joined(registry, extra)), OPENMETRICS_CONTENT_TYPE
+
+
+class _Joined(Collector):
+    def __init__(self, registry: CollectorRegistry, extra: list[Metric]) -> None:
+        self.registry, self.extra = registry, extra
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.registry.collect()
+        yield from self.extra
 
 
 class ModelLabels:
@@ -46,9 +87,15 @@ class ProxyMetrics:
         self.registry = registry
         self.model_label = ModelLabels()
         self.in_flight = 0
+        # Standard process_* (CPU, memory, file descriptors) and python_* (version, GC) families.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        # `code` is the HTTP status, as Prometheus' own HTTP metrics name it; `status` repeats it for one
+        # release so existing queries keep working (docs/metrics.md), then goes.
         self.requests = Counter(
-            "warden_requests", "Requests answered, by route, model, tenant and HTTP status.",
-            ["route", "model", "tenant", "status"], registry=registry,
+            "warden_requests", "Requests answered, by route, model, tenant and HTTP status (`code`; `status`: "
+            "the same, deprecated).", ["route", "model", "tenant", "code", "status"], registry=registry,
         )
         self.duration = Histogram(
             "warden_request_duration_seconds", "Total time from request received to response end.",
@@ -72,8 +119,8 @@ class ProxyMetrics:
             ["group"], registry=registry,
         )
         self.upstream_responses = Counter(
-            "warden_upstream_responses", "Upstream answers by backend and HTTP status.",
-            ["group", "backend", "status"], registry=registry,
+            "warden_upstream_responses", "Upstream answers by backend and HTTP status (`code`; `status`: the "
+            "same, deprecated).", ["group", "backend", "code", "status"], registry=registry,
         )
         self.upstream_failures = Counter(
             "warden_upstream_failures", "Upstream attempts that failed, by kind.",
@@ -97,20 +144,26 @@ class ProxyMetrics:
         key = (group, backend, status)
         child = self._upstream_children.get(key)
         if child is None:
-            child = self._upstream_children[key] = self.upstream_responses.labels(group, backend, str(status))
+            code = str(status)
+            child = self._upstream_children[key] = self.upstream_responses.labels(group, backend, code, code)
         child.inc()
 
     def observe_request(
         self, route: str, model: str | None, tenant: str, status: int, total: float, ttfb: float | None,
-        upstream: float,
+        upstream: float, trace_id: str | None = None,
     ) -> None:
+        """`trace_id` (a kept trace's) becomes the duration bucket's exemplar, shown with OpenMetrics scrapes."""
         key = (route, self.model_label(model), tenant, status)
         children = self._request_children.get(key)
         if children is None:
+            code = str(status)
             children = self._request_children[key] = (
-                self.requests.labels(key[0], key[1], tenant, str(status)), self.duration.labels(*key[:3]))
+                self.requests.labels(key[0], key[1], tenant, code, code), self.duration.labels(*key[:3]))
         children[0].inc()
-        children[1].observe(total)
+        if trace_id is None:
+            children[1].observe(total)
+        else:
+            children[1].observe_exemplar(total, trace_id)
         timings = self._route_children.get(route)
         if timings is None:
             timings = self._route_children[route] = (self.ttfb.labels(route), self.overhead.labels(route))

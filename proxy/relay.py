@@ -77,6 +77,7 @@ class Relay:
         """The first attempt, and one retry elsewhere when it failed before any byte went out."""
         tried: list[Backend] = []
         last: WardenError | None = None
+        trace = exchange.trace
         for attempt in range(2):
             waited_from = self.clock()
             try:
@@ -89,15 +90,21 @@ class Relay:
             if attempt:
                 self.metrics.retries.labels(group.name).inc()
                 log.info("retrying request %s on %s", exchange.request_id, backend.url)
+            if trace is not None:
+                trace.begin_attempt(backend.url, group.name, attempt, exchange.model)
             try:
                 return await self._attempt(request, exchange, group, backend, body, transform, final=attempt == 1)
             except _FailedBeforeFirstByte as failure:
+                if trace is not None:
+                    trace.attempt_failed(failure.error.message)
                 if not failure.retry:
                     raise failure.error from None
                 tried.append(backend)
                 last = failure.error
             finally:
                 group.release(backend)
+                if trace is not None:
+                    trace.end_attempt(exchange)
         assert last is not None
         raise last
 
@@ -120,6 +127,9 @@ class Relay:
             headers.popall("x-api-key", None)
             if group.authorization is not None:
                 headers["Authorization"] = group.authorization
+        trace = exchange.trace
+        if trace is not None:
+            trace.inject(headers)  # the backend continues the trace under this attempt's span
         started = self.clock()
         response: web.StreamResponse | None = None
         is_sse = False
@@ -128,6 +138,8 @@ class Relay:
             opening = self._open(request.method, backend.url, request.raw_path, body, headers)
             async with deadline, await opening as upstream:
                 self.metrics.count_upstream_response(group.name, backend.url, upstream.status)
+                if trace is not None:
+                    trace.upstream_status(upstream.status)
                 self._judge_status(group, backend, upstream.status, final)
                 headers = client_response_headers(upstream.headers, exchange.request_id)
                 if exchange.response_headers:
@@ -142,6 +154,8 @@ class Relay:
                     # one write saves two writes, and a body cut short can still be retried.
                     body = await upstream.read()
                     exchange.sniff(body)
+                    if trace is not None:
+                        trace.sniff(body)
                     for tap in taps:
                         tap.upstream(body)
                         tap.client(body)
@@ -162,6 +176,8 @@ class Relay:
                     await self._prepare(request, response, exchange, transform)
                 async for chunk in upstream.chunks():
                     exchange.sniff(chunk)
+                    if trace is not None:
+                        trace.sniff(chunk)
                     if taps:
                         for tap in taps:
                             tap.upstream(chunk)

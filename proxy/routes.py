@@ -17,7 +17,6 @@ from urllib.parse import unquote
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.runtime.client import ScannerError
 from proxy.errors import (
@@ -30,6 +29,7 @@ from proxy.errors import (
     Unavailable,
 )
 from proxy.exchange import Exchange
+from proxy.metrics import exposition
 from proxy.openapi import openapi_spec
 from proxy.policy.engine import Scope
 from proxy.state import EXCHANGE, PRINCIPAL, STATE, ProxyState
@@ -245,14 +245,14 @@ async def _scan_and_forward(request: web.Request, state: ProxyState, exchange: E
         scope = Scope(tenant=exchange.tenant, route=request.path, model=model, request_id=exchange.request_id,
                       summary=exchange.verdict)
         try:
-            if await state.policy.check_request(payload, scope):
+            if await state.policy.check_request(payload, scope, exchange.trace):
                 body = json.dumps(payload).encode()  # redacted before it leaves
         except BaseException:  # blocked (or failed): no answer will come, but the observers hear the end
             for tap in exchange.taps:
                 tap.end(False)
             raise
         if api.answers_text:
-            transform = state.policy.response_transform(scope, system_prompt(payload), api.name)
+            transform = state.policy.response_transform(scope, system_prompt(payload), api.name, exchange.trace)
     key = affinity_key(group, request, payload)
     if state.cache is not None:  # after request policy, always: the key is the body as it is sent upstream
         return await state.cache.handle(request, exchange, group, payload, state.relay, body, key, transform)
@@ -452,13 +452,14 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics_route(request: web.Request) -> web.Response:
     """The proxy's metrics, followed by the scanner's (fetched over its socket), in one scrape."""
     state = request.app[STATE]
-    data = generate_latest(state.registry)
+    scanner = ""
     if state.scanner is not None:
         try:
-            data += (await state.scanner.metrics_text(timeout_s=1.0)).encode()
+            scanner = await state.scanner.metrics_text(timeout_s=1.0)
         except ScannerError as exc:
             log.warning("scanner metrics left out of this scrape: %s", exc)
-    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    data, content_type = exposition(state.registry, scanner, request.headers.get("Accept", ""))
+    return web.Response(body=data, headers={"Content-Type": content_type})
 
 
 async def openapi_route(request: web.Request) -> web.Response:

@@ -23,9 +23,11 @@ from prometheus_client import CollectorRegistry
 
 from proxy.app.factory import create_app
 from proxy.control.reload import reload_config
+from proxy.exchange import Exchange
 from proxy.settings import WardenSettings
-from proxy.state import STATE
+from proxy.state import EXCHANGE, STATE
 from proxy.tasks import TaskOwner
+from proxy.tracing.logs import access_logger
 
 log = logging.getLogger("warden.server")
 
@@ -42,6 +44,7 @@ async def start_runner(
         shutdown_timeout=settings.server.shutdown_grace_s,
         keepalive_timeout=settings.timeouts.keepalive_s,  # aiohttp's AppRunner default is an hour
         access_log=logging.getLogger("warden.access") if settings.server.access_log else None,
+        access_log_class=access_logger(_record_of),  # request id, tenant, model, backend, timings, verdict
     )
     await runner.setup()
     site = web.TCPSite(
@@ -50,6 +53,10 @@ async def start_runner(
     await site.start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
+
+
+def _record_of(request: BaseRequest) -> Exchange | None:
+    return request.get(EXCHANGE)
 
 
 def fault(exc: HttpProcessingError) -> str:

@@ -8,7 +8,7 @@ with its path before anything starts. Environment variables override the file wi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -82,6 +82,8 @@ class ServerSettings(Section):
     shutdown_grace_s: float = Field(30.0, ge=0)
     uvloop: bool = True
     access_log: bool = False
+    # `json`: one object per line, with the request's id, tenant, model and trace id (proxy/tracing/logs.py).
+    log_format: Literal["text", "json"] = "text"
 
 
 class WardenSettings(BaseSettings):

@@ -21,6 +21,7 @@ from proxy.policy.service import PolicyService
 from proxy.relay import Relay
 from proxy.settings import WardenSettings
 from proxy.telemetry import TelemetryWriter
+from proxy.tracing.spans import Tracing
 from proxy.upstream import UpstreamPool
 from proxy.upstream.http1 import Http1Client
 
@@ -36,6 +37,8 @@ class ProxyState:
     scanner: ScannerClient | None = None
     # The telemetry writer while its cleanup context runs it; None when telemetry is off.
     telemetry: TelemetryWriter | None = None
+    # The tracer while OpenTelemetry export is configured (proxy/tracing/); None: no span is made.
+    tracing: Tracing | None = None
     # The policy service while detectors are configured; None when nothing is scanned.
     policy: PolicyService | None = None
     # Keys, tenants, limits and abuse throttling while a governance section is configured.

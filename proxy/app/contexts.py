@@ -6,8 +6,11 @@ order; the factory (proxy/app/factory.py) lists them, with the wings' contexts, 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
+from importlib.metadata import PackageNotFoundError, version
 
 import aiohttp
 from aiohttp import web
@@ -22,6 +25,8 @@ from proxy.state import ProxyState
 from proxy.tasks import TaskOwner
 from proxy.telemetry import TelemetryWriter
 from proxy.telemetry.events import health_listener
+from proxy.tracing.export import SpanCounts, build_provider, plan
+from proxy.tracing.spans import Tracing
 from proxy.upstream import HealthProber
 from proxy.upstream.http1 import Http1Client
 
@@ -61,6 +66,34 @@ def health_ctx(state: ProxyState) -> Context:
             yield
         finally:
             await prober.stop()
+
+    return ctx
+
+
+def tracing_ctx(state: ProxyState) -> Context:
+    """The tracer provider and its exporting thread live as long as the app; shutdown drains them off the loop."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        export = plan(state.settings.telemetry.otel, os.environ)
+        if export is None:
+            yield
+            return
+        try:
+            release = version("llm-warden")
+        except PackageNotFoundError:
+            release = "unknown"
+        provider, queue = build_provider(export, release)
+        counts = SpanCounts(queue)
+        state.registry.register(counts)
+        state.tracing = Tracing(provider.get_tracer("warden", release))
+        log.info("tracing on: spans to %s (sample ratio %g, service %s)", export.shown,
+                 export.sample_ratio, export.service_name)
+        try:
+            yield
+        finally:
+            state.tracing = None
+            await asyncio.to_thread(provider.shutdown)  # joins the exporting thread: never on the loop
+            state.registry.unregister(counts)
 
     return ctx
 

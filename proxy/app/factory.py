@@ -20,6 +20,7 @@ from proxy.app.contexts import (
     policy_ctx,
     scanner_ctx,
     telemetry_ctx,
+    tracing_ctx,
 )
 from proxy.app.drift import drift_ctx
 from proxy.app.governance import governance_ctx
@@ -39,6 +40,7 @@ def contexts(state: ProxyState) -> list[Context]:
     """Every resource of the app, in start order (shutdown runs the other way)."""
     cache = [cache_ctx(state)] if state.settings.cache.enabled else []
     return [
+        tracing_ctx(state),  # spans of every request, shutdown's included, leave before the provider stops
         telemetry_ctx(state),  # first in, last out: it records until the very end
         governance_ctx(state),
         managed_ctx(state),  # model servers Warden runs: up before the prober, down last

@@ -26,6 +26,7 @@ from proxy.exchange import CLIENT_CLOSED, Exchange
 from proxy.headers import REQUEST_ID, valid_request_id
 from proxy.state import EXCHANGE, PRINCIPAL, STATE
 from proxy.telemetry.events import request_row
+from proxy.tracing.logs import CURRENT
 from proxy.wire.texts import APIS
 
 log = logging.getLogger("warden.app")
@@ -65,6 +66,11 @@ async def exchange_middleware(request: web.Request, handler: Handler) -> web.Str
     # as client_request_id (proxy/telemetry/events.py), never used as the request's identity.
     exchange = Exchange(request_id=state.request_ids(), started=time.monotonic())
     request[EXCHANGE] = exchange
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    if state.tracing is not None:
+        exchange.trace = state.tracing.start(request.method, route, request.path, request.headers)
+    current = CURRENT.set(exchange)  # log lines of this request carry its id (proxy/tracing/logs.py)
     state.metrics.in_flight += 1
     status = 500
     try:
@@ -99,12 +105,14 @@ async def exchange_middleware(request: web.Request, handler: Handler) -> web.Str
     finally:
         state.metrics.in_flight -= 1
         end = time.monotonic()
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
         ttfb = exchange.first_byte - exchange.started if exchange.first_byte is not None else None
         total = end - exchange.started
+        trace = exchange.trace
+        if trace is not None:
+            trace.finish(exchange, status)
         state.metrics.observe_request(route, exchange.model, exchange.tenant, status, total, ttfb,
-                                      exchange.upstream_time)
+                                      exchange.upstream_time, trace.trace_id if trace is not None else None)
         state.metrics.observe_generation(exchange)
         if state.telemetry is not None:
             state.telemetry.emit("requests", request_row(exchange, route, status, total, ttfb, request.headers))
+        CURRENT.reset(current)

@@ -11,7 +11,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from detectors.holdback import hold_for
+from detectors.base import Direction, Finding
 from detectors.redact import Redactor
 from proxy.errors import ContentBlocked
 from proxy.policy.audit import AuditTap
@@ -23,6 +23,7 @@ from proxy.policy.metrics import PolicyMetrics
 from proxy.policy.settings import PolicySettings
 from proxy.policy.stream import StreamEnforcer
 from proxy.tasks import TaskOwner
+from proxy.tracing.spans import RequestTrace
 from proxy.wire.streams import codec_for
 from proxy.wire.texts import text_slots
 
@@ -68,13 +69,16 @@ class PolicyService:
         for sink in self.sinks:
             sink(verdict, direction, scope)
 
-    async def check_request(self, payload: dict[str, Any], scope: Scope) -> bool:
+    async def check_request(self, payload: dict[str, Any], scope: Scope, trace: RequestTrace | None = None) -> bool:
         """Scan the request's texts; raise ContentBlocked, or redact in place and return True."""
         slots = [slot for slot in text_slots(payload) if slot.get()]
         if not slots or not self.chain.applies("request"):
             return False
-        findings = await self.chain.scan([slot.get() for slot in slots], "request")
-        verdict = self.engine.decide(findings, "request", scope)
+        texts = [slot.get() for slot in slots]
+        if trace is None:
+            verdict = self.engine.decide(await self.chain.scan(texts, "request"), "request", scope)
+        else:
+            verdict = await traced(trace, "request", texts, self.chain.scan, self.engine.decide, scope)
         self.record(verdict, "request", scope)
         if not self.enforce or verdict.action < Action.REDACT:
             return False
@@ -90,17 +94,22 @@ class PolicyService:
             raise ContentBlocked(f"the request was blocked by policy ({verdict.reasons})")
         return True
 
-    def response_transform(self, scope: Scope, system_prompt: str = "", api: str = "chat") -> TransformFactory | None:
+    def response_transform(self, scope: Scope, system_prompt: str = "", api: str = "chat",
+                           trace: RequestTrace | None = None) -> TransformFactory | None:
         """How this request's answer is scanned, whatever it turns out to be (status, content type)."""
         chain = self.chain.for_system_prompt(system_prompt)
         if not chain.applies("response"):
             return None
 
-        async def scan_one(text: str) -> Verdict:
-            return self.engine.decide(await chain.scan([text], "response"), "response", scope)
-
         async def scan_many(texts: list[str]) -> Verdict:
+            if trace is not None:
+                return await traced(trace, "response", texts, chain.scan, self.engine.decide, scope)
             return self.engine.decide(await chain.scan(texts, "response"), "response", scope)
+
+        async def scan_one(text: str) -> Verdict:
+            if trace is not None:
+                return await traced(trace, "response", [text], chain.scan, self.engine.decide, scope)
+            return self.engine.decide(await chain.scan([text], "response"), "response", scope)
 
         async def audit(texts: list[str]) -> None:
             findings = await chain.scan(texts, "response", priority="background")
@@ -115,12 +124,6 @@ class PolicyService:
         def unscanned(reason: str) -> None:
             self.metrics.unscanned.labels(reason).inc()
 
-        answering = [e for e in chain.entries if "response" in e.detector.directions]
-        fail_closed = any(e.settings.on_error == "closed" for e in answering)
-
-        def holdback(text: str) -> int:
-            return hold_for([e.detector for e in answering], text)
-
         def factory(content_type: str, status: int) -> ResponseTransform | None:
             # Every answer on a scanned route is read, error bodies (they can echo the prompt) and
             # unexpected content types included: JSON and SSE by their shape, anything else as text.
@@ -129,10 +132,22 @@ class PolicyService:
                 return AuditTap(is_sse, self.settings.max_response_bytes, audit, spawn, codec_for(api))
             if is_sse:
                 return StreamEnforcer(scan_one, record, self.settings.stream_window_chars, self.redactor(),
-                                      self.settings.max_response_bytes, codec=codec_for(api), scan_many=scan_many,
-                                      holdback=holdback, max_hold_s=self.settings.stream_max_hold_s,
-                                      fail_closed=fail_closed, gauges=self.metrics.streams)
+                                      self.settings.max_response_bytes, codec=codec_for(api), scan_many=scan_many)
             return JsonEnforcer(scan_many, record, self.redactor(), self.settings.max_response_bytes, unscanned,
                                 oversize=self.settings.oversize, plain=content_type != "application/json")
 
         return factory
+
+
+async def traced(trace: RequestTrace, direction: Direction, texts: list[str],
+                 scan: Callable[[list[str], Direction], Awaitable[list[list[Finding]]]],
+                 decide: Callable[[list[list[Finding]], Direction, Scope], Verdict], scope: Scope) -> Verdict:
+    """A scan and its decision as one span, each detection an event on it (no text: labels and scores)."""
+    span = trace.begin_scan(direction, len(texts))
+    try:
+        verdict = decide(await scan(texts, direction), direction, scope)
+    except BaseException as exc:
+        trace.end_scan(span, "", (), exc)
+        raise
+    trace.end_scan(span, verdict.action.name.lower(), verdict.decisions)
+    return verdict

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from proxy.section import Section
+from proxy.tracing.settings import OtelSettings
 
 
 class TelemetrySettings(Section):
@@ -33,6 +34,8 @@ class TelemetrySettings(Section):
     retention_days_by_table: dict[str, Annotated[int, Field(ge=1)]] = Field(
         default_factory=dict, description="Per-table overrides of retention_days, e.g. {audit_actions: 365}."
     )
+    # OpenTelemetry traces over OTLP/HTTP (docs/metrics.md); independent of `enabled`, which is the audit store.
+    otel: OtelSettings = OtelSettings()
 
     @field_validator("dsn")
     @classmethod

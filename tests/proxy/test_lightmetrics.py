@@ -59,3 +59,18 @@ def test_bad_buckets_and_clashing_names_are_refused() -> None:
     LightCounter("t_c", "x", [], registry=registry)
     with pytest.raises(ValueError, match="Duplicated"):
         Counter("t_c", "x", registry=registry)
+
+
+def test_exemplars_are_kept_per_bucket_and_shown_in_openmetrics() -> None:
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+
+    registry = CollectorRegistry()
+    histogram = LightHistogram("t_seconds", "Help text.", ["route"], buckets=BUCKETS, registry=registry)
+    child = histogram.labels("/a")
+    child.observe(0.005)
+    child.observe_exemplar(0.05, "a" * 32)
+    child.observe_exemplar(0.07, "b" * 32)  # the same bucket: the latest wins
+    text = openmetrics(registry).decode()  # type: ignore[no-untyped-call]
+    assert 't_seconds_bucket{le="0.1",route="/a"} 3.0 # {trace_id="' + "b" * 32 + '"} 0.07' in text
+    assert registry.get_sample_value("t_seconds_count", {"route": "/a"}) == 3.0
+    assert "trace_id" not in generate_latest(registry).decode()  # the text format has no exemplars
