@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from detectors.base import Direction, Finding
+from detectors.holdback import hold_for
 from detectors.redact import Redactor
 from proxy.errors import ContentBlocked
 from proxy.policy.audit import AuditTap
@@ -124,6 +125,12 @@ class PolicyService:
         def unscanned(reason: str) -> None:
             self.metrics.unscanned.labels(reason).inc()
 
+        answering = [e for e in chain.entries if "response" in e.detector.directions]
+        fail_closed = any(e.settings.on_error == "closed" for e in answering)
+
+        def holdback(text: str) -> int:
+            return hold_for([e.detector for e in answering], text)
+
         def factory(content_type: str, status: int) -> ResponseTransform | None:
             # Every answer on a scanned route is read, error bodies (they can echo the prompt) and
             # unexpected content types included: JSON and SSE by their shape, anything else as text.
@@ -132,7 +139,9 @@ class PolicyService:
                 return AuditTap(is_sse, self.settings.max_response_bytes, audit, spawn, codec_for(api))
             if is_sse:
                 return StreamEnforcer(scan_one, record, self.settings.stream_window_chars, self.redactor(),
-                                      self.settings.max_response_bytes, codec=codec_for(api), scan_many=scan_many)
+                                      self.settings.max_response_bytes, codec=codec_for(api), scan_many=scan_many,
+                                      holdback=holdback, max_hold_s=self.settings.stream_max_hold_s,
+                                      fail_closed=fail_closed, gauges=self.metrics.streams)
             return JsonEnforcer(scan_many, record, self.redactor(), self.settings.max_response_bytes, unscanned,
                                 oversize=self.settings.oversize, plain=content_type != "application/json")
 
