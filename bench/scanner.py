@@ -136,7 +136,7 @@ class Bench:
 
         a = self.args
         common = {"device": self.device, "max_batch": a.max_batch, "max_wait_ms": a.max_wait_ms, "max_length": 128,
-                  "queue_size": 8192}
+                  "queue_size": 8192, "cuda_graphs": a.cuda_graphs}  # the raw forward stays eager: the baseline
         specs = [ModelSettings(task="toxicity", kind="classifier", path=str(self.models["classifier_dir"]), **common),
                  ModelSettings(task="embed", kind="embedder", path=str(self.models["embedder_dir"]), **common)]
         if not self.gpu and not a.no_int8:
@@ -340,6 +340,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=lambda v: [int(x) for x in v.split(",")], help="e.g. 1,8,32")
     parser.add_argument("--check-texts", type=int, help="texts compared for correctness (default 32, quick 8)")
     parser.add_argument("--no-int8", action="store_true")
+    parser.add_argument("--cuda-graphs", action="store_true", help="the scanner replays CUDA graphs (CUDA only)")
     parser.add_argument("--omp-wait-policy", choices=["passive", "active", "unset"], default="passive",
                         help="OMP_WAIT_POLICY for baseline and scanner alike (see README: why passive)")
     parser.add_argument("--only", default="classifier/chat,classifier/long,embedder/chat,embedder/long")

@@ -32,27 +32,61 @@ from bench.harness import RESULTS
 
 
 class NullRunner:
-    """Tokenises to one id per word and scores zeros: a model that takes no time."""
+    """A model that takes no time: zeros of the right shape for whatever `tokenizing` makes of the texts.
 
-    def __init__(self, settings: Any) -> None:
-        self.settings, self.task, self.kind, self.output = settings, settings.task, "classifier", "scores"
-        self.labels, self.dim, self.device, self.dtype, self.version = [f"l{i}" for i in range(6)], None, "cpu", \
-            "float32", "null"
+    Without `tokenizing` a text is one id per word (this module's IPC ceiling); with it (an HF runner,
+    see `null_hf_runner`) the real tokenizer and padding run, and only the forward pass is a stub.
+    """
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
+    def __init__(self, settings: Any, tokenizing: Any = None) -> None:
+        self.settings, self.task, self.kind = settings, settings.task, settings.kind
+        self.tokenizing = tokenizing
+        embedder = tokenizing is not None and tokenizing.output == "vectors"
+        self.output = "vectors" if embedder else "scores"
+        self.labels = [] if embedder else [f"l{i}" for i in range(6)]
+        self.dim = tokenizing.dim if embedder else None
+        self.device, self.dtype, self.version = "cpu", "float32", "null"
+        self._width = self.dim or len(self.labels)
+
+    def __getattr__(self, name: str) -> Any:
+        """Whatever else the runtime asks of a runner (shared tokenization, token budgets) is the real one's."""
+        if name == "tokenizing" or self.tokenizing is None:
+            raise AttributeError(name)
+        return getattr(self.tokenizing, name)
+
+    def tokenize(self, texts: list[str]) -> Any:
+        if self.tokenizing is not None:
+            return self.tokenizing.tokenize(texts)
         return [[1] * min(len(t.split()) + 2, 128) for t in texts]
 
-    def collate(self, ids: list[list[int]]) -> list[list[int]]:
-        return ids
+    def collate(self, ids: Any) -> Any:
+        return ids if self.tokenizing is None else self.tokenizing.collate(ids)
 
-    def forward(self, batch: list[list[int]]) -> Any:
-        return np.zeros((len(batch), 6), np.float32)
+    def forward(self, batch: Any) -> Any:
+        rows = len(batch["input_ids"]) if isinstance(batch, dict) else len(batch)
+        return np.zeros((rows, self._width), np.float32)
 
     def warm_up(self) -> None:
         """Nothing to warm: the scanner calls it before serving, as it does for a real model."""
 
     def memory_bytes(self) -> int:
         return 0  # no weights anywhere: nothing for the scanner's memory gauge to report
+
+
+def null_hf_runner(settings: Any, tokenizer_dir: Path, labels: int = 6, dim: int = 384) -> NullRunner:
+    """The runtime's own HF runner (tokenizer, truncation, padding) around a model with no weights."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from detectors.runtime.hf import HFRunner
+
+    class Weightless(torch.nn.Module):
+        config = SimpleNamespace(id2label={i: f"l{i}" for i in range(labels)}, hidden_size=dim)
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    return NullRunner(settings, HFRunner(Weightless(), tokenizer, settings, version="null"))
 
 
 def scanner_main(socket: str) -> None:

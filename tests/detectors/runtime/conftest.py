@@ -32,3 +32,12 @@ def classifier(classifier_dir: Path, device: str) -> Any:
 
     return load_runner(ModelSettings(task="toxicity", kind="classifier", path=str(classifier_dir), device=device,
                                      max_batch=16, max_wait_ms=5))
+
+
+@pytest.fixture(scope="session")
+def cut_runner(classifier_dir: Path) -> Any:
+    """A short budget, so that short property-test texts are cut too."""
+    from detectors.runtime.hf import load_hf_runner
+
+    return load_hf_runner(ModelSettings(task="cut", kind="classifier", path=str(classifier_dir), device="cpu",
+                                        max_length=16))
