@@ -94,7 +94,7 @@ def start_upstream_sse(port: int, log_dir: Path, cpus: str) -> Child:
 
 
 def start_warden(name: str, port: int, upstream: str, log_dir: Path, cpus: str, *, uvloop: bool = True,
-                 processes: int = 1, telemetry: bool = True) -> list[Child]:
+                 processes: int = 1, telemetry: bool = True, workers: int | None = None) -> list[Child]:
     """Warden as a user runs it, defaults and all; uvloop off needs a config file (no flag for it).
 
     Each process runs in its own empty working directory: Warden keeps state under relative
@@ -112,6 +112,8 @@ def start_warden(name: str, port: int, upstream: str, log_dir: Path, cpus: str, 
         args = ["--config", str(config)]
     if processes > 1:
         args.append("--reuse-port")
+    if workers is not None:  # one supervised Warden: its workers, telemetry process and supervisor in one group
+        args += ["--workers", str(workers)]
     children = []
     for i in range(processes):
         child_name = f"{name}-{i}" if processes > 1 else name

@@ -32,8 +32,8 @@ from bench import overhead_report as report
 from bench import overhead_servers as servers
 from bench.harness import RESULTS, Child, cpu_seconds, first_line, free_port, machine, wait_ready
 
-KEYS = ("direct", "warden", "warden-notel", "warden-noloop", "warden-x2", "relay", "relay-noloop", "relay-lean",
-        "nginx", "litellm")
+KEYS = ("direct", "warden", "warden-notel", "warden-noloop", "warden-x2", "warden-w1", "warden-w2",
+        "warden-w2-notel", "relay", "relay-noloop", "relay-lean", "nginx", "litellm")
 # Starts a target in front of the given upstream URL on the given port; [] means "no proxy".
 Starter = Callable[[int, str, Path], list[Child]]
 
@@ -74,6 +74,13 @@ def build_targets(args: argparse.Namespace) -> tuple[list[Target], dict[str, str
                lambda p, up, d: servers.start_warden("warden-noloop", p, up, d, cpu, uvloop=False), cpu, 60.0),
         Target("warden-x2", "Warden ×2 (reuse-port)",
                lambda p, up, d: servers.start_warden("warden-x2", p, up, d, x2, processes=2), x2, 60.0),
+        Target("warden-w1", "Warden --workers 1 (supervised, telemetry process)",
+               lambda p, up, d: servers.start_warden("warden-w1", p, up, d, x2, workers=1), x2, 60.0),
+        Target("warden-w2", "Warden --workers 2 (supervised, telemetry process)",
+               lambda p, up, d: servers.start_warden("warden-w2", p, up, d, x2, workers=2), x2, 60.0),
+        Target("warden-w2-notel", "Warden --workers 2, telemetry off",
+               lambda p, up, d: servers.start_warden("warden-w2-notel", p, up, d, x2, workers=2, telemetry=False),
+               x2, 60.0),
         Target("relay", "minimal relay (uvloop)",
                lambda p, up, d: [servers.start_relay("relay", p, up, d, cpu, uvloop=True)], cpu),
         Target("relay-noloop", "minimal relay (asyncio loop)",

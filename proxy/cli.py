@@ -87,7 +87,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _serve_settings(args)
     _setup_logging(args.log_level, args.log_format or settings.server.log_format)
-    run(settings, reuse_port=args.reuse_port, config_path=Path(args.config) if args.config else None)
+    workers = _workers(args.workers, settings)
+    if workers is not None and args.reuse_port:
+        raise ConfigError(["--reuse-port is for several separate Wardens; --workers shares one socket itself"])
+    run(settings, reuse_port=args.reuse_port, config_path=Path(args.config) if args.config else None,
+        workers=workers, log_level=args.log_level)
+    return 0
+
+
+def _workers(flag: str | None, settings: WardenSettings) -> int | None:
+    """--workers N|auto, else `server.workers`; None: one process, no supervisor (the in-process writer)."""
+    from proxy.control.supervisor import worker_count
+
+    value = flag if flag is not None else settings.server.workers
+    return None if value is None else worker_count(value)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from proxy.server import run_worker
+
+    _setup_logging(args.log_level)
+    run_worker(Path(args.spec), args.index, args.listen_fd)
     return 0
 
 
@@ -106,9 +126,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from proxy.control.supervisor import worker_count
     from proxy.embedded import run_embedded
 
-    return run_embedded(port=args.port, host=args.host, state_dir=Path(args.state_dir))
+    workers = worker_count(args.workers) if args.workers is not None else None
+    return run_embedded(port=args.port, host=args.host, state_dir=Path(args.state_dir), workers=workers,
+                        log_level=args.log_level)
 
 
 def _telemetry_settings(args: argparse.Namespace) -> TelemetrySettings:
@@ -194,18 +217,29 @@ def build_parser() -> argparse.ArgumentParser:
                              add_help=False)
     scanner.add_argument("rest", nargs=argparse.REMAINDER)
     scanner.set_defaults(func=cmd_scanner)
+    serve.add_argument("--workers", metavar="N|auto",
+                       help="a supervisor with N proxy workers on one port, a telemetry process and the scanner "
+                            "(auto: one per usable core); default: the config's server.workers, else one process")
 
     store_help = "the telemetry store; default: the config's telemetry.dsn, else chdb://.warden/clickhouse"
     migrate = sub.add_parser("migrate", help="create or upgrade the telemetry tables (ClickHouse or chDB)")
     migrate.add_argument("--config", metavar="FILE", help="YAML config file; its telemetry section is used")
+    worker = sub.add_parser("worker", help=argparse.SUPPRESS)  # started by `serve --workers`, never by hand
+    worker.add_argument("--spec", required=True)
+    worker.add_argument("--index", type=int, required=True)
+    worker.add_argument("--listen-fd", type=int, required=True)
+    worker.set_defaults(func=cmd_worker)
+
     migrate.add_argument("--dsn", help=store_help)
     migrate.add_argument("--dry-run", action="store_true", help="print the SQL instead of running it")
     migrate.set_defaults(func=cmd_migrate)
 
-    query = sub.add_parser("query", help="run SQL on the telemetry store (embedded: only while serve is stopped)")
+    query = sub.add_parser("query", help="run SQL on the telemetry store (while serve --workers runs: read-only, "
+                                                 "through its telemetry process)")
     query.add_argument("sql", metavar="SQL")
     query.add_argument("--config", metavar="FILE", help="YAML config file; its telemetry section is used")
     query.add_argument("--dsn", help=store_help)
+    up.add_argument("--workers", metavar="N|auto", help="as for serve: N proxy workers under a supervisor")
     query.add_argument("--format", choices=["table", "json"], default="table")
     query.set_defaults(func=cmd_query)
 

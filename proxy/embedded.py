@@ -124,7 +124,7 @@ def embedded_settings(model_url: str, port: int, host: str, state_dir: Path,
     })
 
 
-def run_embedded(port: int, host: str, state_dir: Path) -> int:
+def run_embedded(port: int, host: str, state_dir: Path, workers: int | None = None, log_level: str = "info") -> int:
     model = ensure_tiny_gguf(state_dir / "models" / "tiny-llama.gguf")
     model_port = _free_port()
     model_url = f"http://127.0.0.1:{model_port}"
@@ -140,8 +140,8 @@ def run_embedded(port: int, host: str, state_dir: Path) -> int:
         log.info("local model server ready at %s (pid %d)", model_url, proc.pid)
         token = secrets.token_urlsafe(18)
         settings = embedded_settings(model_url, port, host, state_dir, review_token=token)
-        run(settings, on_ready=lambda url: print(banner(url, model_url, log_path, token, settings.drift.enabled),
-                                                 flush=True))
+        run(settings, workers=workers, log_level=log_level,
+            on_ready=lambda url: print(banner(url, model_url, log_path, token, settings.drift.enabled), flush=True))
         return 0
     finally:
         proc.terminate()

@@ -29,6 +29,7 @@ from proxy.errors import (
     Unavailable,
 )
 from proxy.exchange import Exchange
+from proxy.governance.shared import WORKER
 from proxy.metrics import exposition
 from proxy.openapi import openapi_spec
 from proxy.policy.engine import Scope
@@ -438,10 +439,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when an upstream group can serve (`readiness.require: any`, or every one with `all`; a canary
+    is optional) and, under the supervisor, every worker, the scanner and the telemetry process are up."""
     state = request.app[STATE]
     groups = {g.name: g.healthy_count for g in state.pool.groups}
-    ready = all(g.healthy_count for g in state.pool.groups if g.canary_of is None)  # a canary is optional
-    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "healthy_backends": groups}
+    serving = [g.healthy_count > 0 for g in state.pool.groups if g.canary_of is None]
+    ready = any(serving) if state.settings.readiness.require == "any" else all(serving)
+    body: dict[str, Any] = {"status": "", "healthy_backends": groups}
+    role = request.app.get(WORKER)
+    if role is not None:
+        try:
+            body["processes"] = processes = await role.hub.status()
+            ready = ready and bool(processes.pop("ready"))
+        except (ConnectionError, TimeoutError, RuntimeError) as exc:
+            body["processes"] = {"error": f"the supervisor does not answer: {exc}"}
+            ready = False
+    body["status"] = "ready" if ready else "not ready"
     if state.managed is not None:
         body["managed"] = state.managed.describe()
     if state.rollouts is not None and state.rollouts.rollouts:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import signal
+import socket
 from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from pathlib import Path
@@ -23,10 +25,14 @@ from prometheus_client import CollectorRegistry
 
 from proxy.app.factory import create_app
 from proxy.control.reload import reload_config
+from proxy.control.supervisor import supervise
 from proxy.exchange import Exchange
-from proxy.settings import WardenSettings
+from proxy.governance.shared import HubLink, WorkerRole
+from proxy.settings import WardenSettings, build_settings
 from proxy.state import EXCHANGE, STATE
 from proxy.tasks import TaskOwner
+from proxy.telemetry.process import orphaned
+from proxy.telemetry.wire import READY
 from proxy.tracing.logs import access_logger
 
 log = logging.getLogger("warden.server")
@@ -34,10 +40,13 @@ log = logging.getLogger("warden.server")
 
 async def start_runner(
     settings: WardenSettings, registry: CollectorRegistry | None = None, *, reuse_port: bool = False,
-    config_path: Path | None = None,
+    config_path: Path | None = None, role: WorkerRole | None = None, sock: socket.socket | None = None,
 ) -> tuple[web.AppRunner, str]:
-    """Start serving and return the runner with the base URL actually bound (port 0 picks one)."""
-    app = create_app(settings, registry, config_path)
+    """Start serving and return the runner with the base URL actually bound (port 0 picks one).
+
+    A worker of `warden serve --workers N` (`role`) serves on the listening socket its supervisor made.
+    """
+    app = create_app(settings, registry, config_path, role)
     runner = QuietRunner(
         app,
         handler_cancellation=True,  # a client that disconnects cancels its upstream request
@@ -47,7 +56,7 @@ async def start_runner(
         access_log_class=access_logger(_record_of),  # request id, tenant, model, backend, timings, verdict
     )
     await runner.setup()
-    site = web.TCPSite(
+    site: web.BaseSite = web.SockSite(runner, sock, backlog=1024) if sock is not None else web.TCPSite(
         runner, settings.listen.host, settings.listen.port, reuse_port=reuse_port or None, backlog=1024
     )
     await site.start()
@@ -130,13 +139,16 @@ async def serve(
     reuse_port: bool = False,
     config_path: Path | None = None,
     settle: bool = False,
+    role: WorkerRole | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve until `stop`; `settle` (the CLI's choice, not a test's) freezes startup's heap."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    stopping = (signal.SIGTERM,) if role is not None else (signal.SIGTERM, signal.SIGINT)  # Ctrl-C: the supervisor's
+    for sig in stopping:
         loop.add_signal_handler(sig, stop.set)
-    runner, url = await start_runner(settings, reuse_port=reuse_port, config_path=config_path)
+    runner, url = await start_runner(settings, reuse_port=reuse_port, config_path=config_path, role=role, sock=sock)
     if settle:
         settle_heap()
     reloads = TaskOwner("reload")
@@ -147,14 +159,19 @@ async def serve(
     log.info("Warden listening on %s (OpenAI base URL %s/v1); upstream groups: %s", url, url, groups)
     if on_ready is not None:
         on_ready(url)
+    watch = TaskOwner("parent")
+    if role is not None:
+        role.hub.send(READY, role.index)
+        watch.spawn(orphaned(stop), "parent")  # the supervisor gone: stop rather than serve unsupervised
     try:
         await stop.wait()
     finally:
+        await watch.close(0)
         log.info("shutting down: waiting up to %gs for in-flight requests", settings.server.shutdown_grace_s)
         loop.remove_signal_handler(signal.SIGHUP)
         await reloads.close(5)
         await runner.cleanup()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in stopping:
             loop.remove_signal_handler(sig)
         log.info("stopped")
 
@@ -175,7 +192,33 @@ def run_loop(main: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
 
 def run(
     settings: WardenSettings, *, reuse_port: bool = False, on_ready: Callable[[str], None] | None = None,
-    config_path: Path | None = None,
+    config_path: Path | None = None, workers: int | None = None, log_level: str = "info",
 ) -> None:
+    """One process, or (`workers`) a supervisor with that many workers (proxy/control/supervisor.py)."""
+    if workers is not None:
+        run_loop(supervise(settings, workers, config_path=config_path, log_level=log_level, on_ready=on_ready),
+                 settings.server.uvloop)
+        return
     run_loop(serve(settings, reuse_port=reuse_port, on_ready=on_ready, config_path=config_path, settle=True),
              settings.server.uvloop)
+
+
+def run_worker(spec_path: Path, index: int, listen_fd: int) -> None:
+    """`warden worker`: one proxy worker, started by the supervisor with its settings and listening socket."""
+    spec = json.loads(spec_path.read_text())
+    settings = build_settings(spec["settings"])
+    config_path = Path(spec["config_path"]) if spec["config_path"] else None
+    run_dir = Path(spec["run_dir"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops its workers itself, in order
+
+    async def main() -> None:
+        hub = HubLink(run_dir / "hub.sock")
+        await hub.open()
+        role = WorkerRole(index, int(spec["workers"]), run_dir, hub)
+        try:
+            await serve(settings, config_path=config_path, settle=True, role=role,
+                        sock=socket.socket(fileno=listen_fd))
+        finally:
+            await hub.close()
+
+    run_loop(main(), settings.server.uvloop)

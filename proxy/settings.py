@@ -85,6 +85,23 @@ class ServerSettings(Section):
     # `json`: one object per line, with the request's id, tenant, model and trace id (proxy/tracing/logs.py).
     log_format: Literal["text", "json"] = "text"
 
+    workers: int | Literal["auto"] | None = Field(
+        None, description="proxy workers under a supervisor (`serve --workers`); unset: one process")
+
+    @field_validator("workers")
+    @classmethod
+    def _some(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("1 or more, or auto")
+        return value
+
+
+class ReadinessSettings(Section):
+    """When /readyz says ready (Kubernetes takes a pod out of the Service while it does not)."""
+
+    require: Literal["any", "all"] = Field(
+        "any", description="any: one upstream group that can serve is enough (one dead model does not take "
+                           "every pod out); all: every group (canaries aside) needs a healthy backend")
 
 class WardenSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WARDEN_", env_nested_delimiter="__", extra="forbid")
@@ -96,6 +113,7 @@ class WardenSettings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     server: ServerSettings = ServerSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    readiness: ReadinessSettings = ReadinessSettings()
     scanner: ScannerSettings = ScannerSettings()
     detectors: list[DetectorSettings] = Field(default_factory=list, description="the ordered detector chain")
     policy: PolicySettings = PolicySettings()

@@ -25,6 +25,7 @@ from proxy.state import ProxyState
 from proxy.tasks import TaskOwner
 from proxy.telemetry import TelemetryWriter
 from proxy.telemetry.events import health_listener
+from proxy.telemetry.remote import RemoteWriter
 from proxy.tracing.export import SpanCounts, build_provider, plan
 from proxy.tracing.spans import Tracing
 from proxy.upstream import HealthProber
@@ -98,7 +99,9 @@ def tracing_ctx(state: ProxyState) -> Context:
     return ctx
 
 
-def scanner_ctx(state: ProxyState) -> Context:
+def scanner_ctx(state: ProxyState, supervised: bool = False) -> Context:
+    """`supervised`: a worker of `warden serve --workers N`, whose supervisor runs the managed scanner."""
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = state.settings.scanner
         if settings.mode == "off" or (settings.mode == "managed" and not settings.models):
@@ -106,7 +109,7 @@ def scanner_ctx(state: ProxyState) -> Context:
             log.warning("scanner not started (%s): no detector will run", reason)
             yield
             return
-        supervisor = ScannerSupervisor(settings) if settings.mode == "managed" else None
+        supervisor = ScannerSupervisor(settings) if settings.mode == "managed" and not supervised else None
         if supervisor is not None:
             await supervisor.start()  # returns once models are loaded and warmed up
         state.scanner = ScannerClient(settings.address, settings.call_timeout_s)
@@ -121,14 +124,19 @@ def scanner_ctx(state: ProxyState) -> Context:
     return ctx
 
 
-def telemetry_ctx(state: ProxyState) -> Context:
-    """The writer lives as long as the app; with the embedded store (chDB) only one process may run."""
+def telemetry_ctx(state: ProxyState, worker: int | None = None) -> Context:
+    """The writer lives as long as the app; with the embedded store (chDB) only one process may run.
+
+    A worker of `warden serve --workers N` (`worker` is its number) hands its rows to the
+    telemetry process instead (proxy/telemetry/remote.py), which owns the store.
+    """
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         if not state.settings.telemetry.enabled:
             yield
             return
-        writer = TelemetryWriter(state.settings.telemetry, state.registry)
+        writer = TelemetryWriter(state.settings.telemetry, state.registry) if worker is None else \
+            RemoteWriter(state.settings.telemetry, state.registry, worker)
         await writer.start()
         state.telemetry = writer
         listener = health_listener(writer.emit)

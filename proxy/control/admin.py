@@ -16,12 +16,21 @@ from typing import Any
 from aiohttp import web
 
 from proxy.control.reload import reload_config
-from proxy.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RouteNotFound, WardenError
+from proxy.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    PermissionDenied,
+    RouteNotFound,
+    Unavailable,
+    WardenError,
+)
 from proxy.governance.gate import Governance
 from proxy.governance.keys import KeysFile, digest
 from proxy.governance.settings import valid_name
 from proxy.routes import parse_object
 from proxy.state import STATE, ProxyState
+from proxy.telemetry.commands import QueryRefused, format_json, format_table, read_query
+from proxy.telemetry.remote import RemoteWriter
 
 
 class Conflict(WardenError):
@@ -148,7 +157,38 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response(result.body(), status=200 if result.ok else 400)
 
 
+async def query(request: web.Request) -> web.Response:
+    """`GET /admin/query?sql=...&format=json|table`: what `warden query` prints, read-only, for tools.
+
+    Under the supervisor the telemetry process answers (it owns the store); a single Warden
+    answers on its own writer's store.
+    """
+    state = _admin(request)
+    sql, fmt = request.query.get("sql", ""), request.query.get("format", "json")
+    if not sql.strip():
+        raise InvalidRequest("'sql' is required: GET /admin/query?sql=SELECT...", param="sql")
+    if fmt not in ("json", "table"):
+        raise InvalidRequest("'format' is json or table", param="format")
+    writer = state.telemetry
+    if writer is None:
+        raise Conflict("telemetry is off (telemetry.enabled: false): there is nothing to query")
+    try:
+        if isinstance(writer, RemoteWriter):
+            text = await writer.query_text(sql, fmt)
+        else:
+            rows = await read_query(writer.store, writer.settings, sql)
+            text = format_json(rows) if fmt == "json" else format_table(rows)
+    except QueryRefused as exc:
+        raise InvalidRequest(str(exc), param="sql", code="query_refused") from None
+    except (ConnectionError, TimeoutError) as exc:
+        raise Unavailable(f"the telemetry store is not reachable now: {exc}", code="telemetry_unavailable") from None
+    except Exception as exc:  # the engine's own error (a typo, an unknown column): the caller's to fix
+        raise InvalidRequest(f"{type(exc).__name__}: {str(exc)[:1000]}", param="sql", code="query_failed") from None
+    return web.Response(text=text, content_type="application/json" if fmt == "json" else "text/plain")
+
+
 def add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/query", query)
     app.router.add_get("/admin/keys", list_keys)
     app.router.add_post("/admin/keys", create_key)
     app.router.add_post("/admin/keys/{key_id}/rotate", rotate_key)

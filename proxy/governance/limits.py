@@ -2,7 +2,8 @@
 
 The in-memory limiter runs on the event loop, so a check-and-take is atomic within one process:
 under any concurrency one process never admits more than its limits (the bound is exact).
-Several processes share limits through the Redis limiter (proxy/governance/redis_limiter.py).
+The workers of one host share one such limiter in the supervisor (proxy/governance/shared.py);
+several hosts share limits through the Redis limiter (proxy/governance/redis_limiter.py).
 """
 
 from __future__ import annotations
@@ -132,7 +133,14 @@ class MemoryLimiter:
         return usage
 
     async def admit(self, tenant: str, limits: Limits, charge: int, slot: str, now: float) -> Grant | Refusal:
-        """Check every limit first, then take from all: a refused request costs nothing."""
+        return self.admit_now(tenant, limits, charge, slot, now)
+
+    def admit_now(self, tenant: str, limits: Limits, charge: int, slot: str, now: float) -> Grant | Refusal:
+        """Check every limit first, then take from all: a refused request costs nothing.
+
+        Synchronous, so one call is one atomic step of its event loop: the supervisor's shared
+        limiter (shared.py) calls it for every worker of the host.
+        """
         usage = self.usage(tenant, limits.requests_per_minute, limits.tokens_per_minute)
         refusal = self._check(usage, limits.max_concurrency, charge, now)
         if refusal is not None:

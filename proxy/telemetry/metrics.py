@@ -32,58 +32,61 @@ class WriterState(Protocol):
 
 
 class TelemetryMetrics:
-    def __init__(self, registry: CollectorRegistry, tables: Iterable[str], state: WriterState) -> None:
+    def __init__(self, registry: CollectorRegistry, tables: Iterable[str], state: WriterState,
+                 prefix: str = "warden_telemetry") -> None:
+        """`prefix`: a proxy worker's hand-off to the telemetry process counts under a name of its own."""
         self.written = Counter(
-            "warden_telemetry_rows_written", "Rows the store acknowledged (direct and replayed).",
+            f"{prefix}_rows_written", "Rows the store acknowledged (direct and replayed).",
             ["table"], registry=registry,
         )
         self.spooled = Counter(
-            "warden_telemetry_rows_spooled", "Rows written to the disk spool because the store was away or slow.",
+            f"{prefix}_rows_spooled", "Rows written to the disk spool because the store was away or slow.",
             ["table"], registry=registry,
         )
         self.replayed = Counter(
-            "warden_telemetry_rows_replayed", "Rows inserted from the spool once the store was back.",
+            f"{prefix}_rows_replayed", "Rows inserted from the spool once the store was back.",
             ["table"], registry=registry,
         )
         self.dropped = Counter(
-            "warden_telemetry_rows_dropped", "Rows lost: spool at its disk cap, memory buffer full, or writer closed.",
+            f"{prefix}_rows_dropped", "Rows lost: spool at its disk cap, memory buffer full, or writer closed.",
             ["table", "reason"], registry=registry,
         )
         self.rejected = Counter(
-            "warden_telemetry_rows_rejected",
+            f"{prefix}_rows_rejected",
             "Rows the store refused while healthy, or that no store can take (invalid text, a wrong type: cut from "
             "their batch so the rest lands), kept in rejected.spool.",
             ["table"], registry=registry,
         )
         self.inserts = Counter(
-            "warden_telemetry_inserts", "INSERT statements the store acknowledged.", ["table"], registry=registry,
+            f"{prefix}_inserts", "INSERT statements the store acknowledged.", ["table"], registry=registry,
         )
         self.insert_seconds = Histogram(
-            "warden_telemetry_insert_duration_seconds", "Time of one successful insert.",
+            f"{prefix}_insert_duration_seconds", "Time of one successful insert.",
             ["table"], buckets=INSERT_BUCKETS, registry=registry,
         )
         for table in tables:  # every series exists from the start, at 0, for alerts and rate()
             for counter in (self.written, self.spooled, self.replayed, self.rejected, self.inserts):
                 counter.labels(table)
             self.dropped.labels(table, "spool_full")
-        registry.register(WriterCollector(state))
+        registry.register(WriterCollector(state, prefix))
 
 
 class WriterCollector(Collector):
-    def __init__(self, state: WriterState) -> None:
+    def __init__(self, state: WriterState, prefix: str = "warden_telemetry") -> None:
         self.state = state
+        self.prefix = prefix
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         s = self.state
         yield GaugeMetricFamily(
-            "warden_telemetry_spool_full", "1 while the spool is at its disk cap and rows are being dropped (alert).",
+            f"{self.prefix}_spool_full", "1 while the spool is at its disk cap and rows are being dropped (alert).",
             value=1.0 if s.spool_full else 0.0,
         )
-        yield GaugeMetricFamily("warden_telemetry_spool_bytes", "Bytes in the spool on disk.", value=s.spool_bytes)
+        yield GaugeMetricFamily(f"{self.prefix}_spool_bytes", "Bytes in the spool on disk.", value=s.spool_bytes)
         yield GaugeMetricFamily(
-            "warden_telemetry_buffered_rows", "Rows in memory waiting for the next flush.", value=s.buffered_rows
+            f"{self.prefix}_buffered_rows", "Rows in memory waiting for the next flush.", value=s.buffered_rows
         )
         yield GaugeMetricFamily(
-            "warden_telemetry_store_up", "1 while the last insert or connection attempt succeeded.",
+            f"{self.prefix}_store_up", "1 while the last insert or connection attempt succeeded.",
             value=1.0 if s.store_up else 0.0,
         )

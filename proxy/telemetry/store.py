@@ -121,6 +121,24 @@ class ChdbStore:
         result = await self._call(self._client.query, sql)
         return Rows(list(result.column_names), [tuple(r) for r in result.result_rows])
 
+    async def query_in(self, database: str, sql: str) -> Rows:
+        """`sql` with `database` as the default one, on the handle the writer inserts through.
+
+        The telemetry process answers `warden query` this way: a second handle on the directory is
+        not possible, and the default database is per client (inserts name theirs), so it is set
+        for this one call, on the store's one thread.
+        """
+        def run() -> Rows:
+            previous = self._client.database
+            self._client.database = database
+            try:
+                result = self._client.query(sql)
+            finally:
+                self._client.database = previous
+            return Rows(list(result.column_names), [tuple(r) for r in result.result_rows])
+
+        return await self._call(run)
+
     async def insert(
         self, database: str, table: str, names: Sequence[str], types: Sequence[str],
         columns: Sequence[Sequence[Any]], token: str,

@@ -47,6 +47,8 @@ Row = dict[str, Any] | tuple[Any, ...]
 
 
 class TelemetryWriter:
+    metrics_prefix = "warden_telemetry"  # a worker's hand-off (remote.py) counts under its own names
+
     def __init__(
         self,
         settings: TelemetrySettings,
@@ -61,7 +63,7 @@ class TelemetryWriter:
         self._defaults = {t: [(c.name, c.default) for c in spec.columns] for t, spec in self.tables.items()}
         self._connect_fn = connect or (lambda: open_store(settings.dsn, timeout_s=settings.insert_timeout_s))
         self.retry_s = retry_s
-        self.metrics = TelemetryMetrics(registry, self.tables, self)
+        self.metrics = TelemetryMetrics(registry, self.tables, self, self.metrics_prefix)
         self.store: Store | None = None
         self.spool: Spool | None = None
         self._buffers: dict[str, list[Row]] = {t: [] for t in self.tables}
@@ -248,6 +250,21 @@ class TelemetryWriter:
             self.buffered_rows -= left  # rows of batches a failure or a cancellation cut off
         if self.buffered_rows < self.settings.max_buffer_rows // 2:
             self._dropping_buffer = False
+
+    async def write_rows(self, batch_id: str, table: str, rows: list[Row]) -> None:
+        """A batch whose id another process chose (the telemetry process, for a worker): to the store or the spool.
+
+        It is marked `attempted` so that, if it is spooled, replay inserts it alone under this id: the
+        worker may hand the same batch over again (its copy was not acknowledged when a process died),
+        and only the same token makes the store skip it.
+        """
+        entry = await self.io(self._to_entry, batch_id, table, rows)
+        entry.attempted = True
+        await self.write_entry(entry)
+
+    async def write_entry(self, entry: Entry) -> None:
+        """Insert under `entry.id`, or spool it (see `write_rows`); returns once it is in one or the other."""
+        await self._write(entry)
 
     def _to_entry(self, batch_id: str, table: str, rows: list[Row]) -> Entry:
         """Rows to columns: the hot loop of a flush, on the I/O thread."""
