@@ -144,6 +144,10 @@ class ReviewService:
         candidate = Candidate(exchange.tenant, exchange.model or "", route_of(capture.payload, exchange),
                               exchange.verdict.action, findings)
         draw = self.sampler.draw(candidate, self.clock())
+        if exchange.trace is not None:  # the draw as a span of the request's trace (issue 28)
+            exchange.trace.child("warden.review.draw", {
+                "warden.review.stratum": draw.stratum, "warden.review.probability": draw.probability,
+                "warden.review.sampled": draw.sampled}).end()
         if self.metrics is not None:
             self.metrics.seen[draw.stratum].inc()
             if draw.sampled:

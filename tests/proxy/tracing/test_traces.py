@@ -181,3 +181,22 @@ async def test_tracing_off_sends_the_callers_traceparent_untouched(make_upstream
                          headers={"traceparent": header}) as resp:
         assert resp.status == 200
     assert up.requests[-1]["headers"]["traceparent"] == header
+
+
+async def test_the_review_draw_is_a_span_of_the_request(make_upstream: UpstreamFactory, make_proxy: ProxyFactory,
+                                                        receiver: OtlpReceiver, http: aiohttp.ClientSession,
+                                                        tmp_path: Any) -> None:
+    up = await make_upstream()
+    config = traced_config([up.url], receiver.url)
+    config["review"] = {"enabled": True, "db_path": str(tmp_path / "review.sqlite3"), "rate": 1.0,
+                        "double_review_share": 0.0, "reviewers": [{"name": "ann", "token_sha256": "0" * 64}]}
+    proxy = await make_proxy(config)
+    headers = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    async with http.post(proxy.url + "/v1/chat/completions", headers=headers,
+                         json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}) as resp:
+        assert resp.status == 200
+    spans = await receiver.wait_for(CALLER_TRACE, "POST /v1/chat/completions", "warden.review.draw")
+    [draw] = by_name(spans, "warden.review.draw")
+    [root] = by_name(spans, "POST /v1/chat/completions")
+    assert draw.parent_id == root.span_id
+    assert draw.attributes["warden.review.sampled"] is True and draw.attributes["warden.review.probability"] == 1.0
