@@ -199,9 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1, or the config's)")
     serve.add_argument("--reuse-port", action="store_true",
                        help="bind with SO_REUSEPORT so several warden processes can share the port")
+    serve.add_argument("--workers", metavar="N|auto",
+                       help="a supervisor with N proxy workers on one port, a telemetry process and the scanner "
+                            "(auto: one per usable core); default: the config's server.workers, else one process")
     serve.add_argument("--log-format", choices=["text", "json"],
                        help="log lines as text or one JSON object each (default: the config's server.log_format)")
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help=argparse.SUPPRESS)  # started by `serve --workers`, never by hand
+    worker.add_argument("--spec", required=True)
+    worker.add_argument("--index", type=int, required=True)
+    worker.add_argument("--listen-fd", type=int, required=True)
+    worker.set_defaults(func=cmd_worker)
 
     check = sub.add_parser("check-config", help="validate a config file and list every problem")
     check.add_argument("file", metavar="FILE")
@@ -211,25 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--state-dir", default=".warden", help="where models and data live (default .warden)")
+    up.add_argument("--workers", metavar="N|auto", help="as for serve: N proxy workers under a supervisor")
     up.set_defaults(func=cmd_up)
 
     scanner = sub.add_parser("scanner", help="run the scanner process (models, GPU, micro-batching) on its own",
                              add_help=False)
     scanner.add_argument("rest", nargs=argparse.REMAINDER)
     scanner.set_defaults(func=cmd_scanner)
-    serve.add_argument("--workers", metavar="N|auto",
-                       help="a supervisor with N proxy workers on one port, a telemetry process and the scanner "
-                            "(auto: one per usable core); default: the config's server.workers, else one process")
 
     store_help = "the telemetry store; default: the config's telemetry.dsn, else chdb://.warden/clickhouse"
     migrate = sub.add_parser("migrate", help="create or upgrade the telemetry tables (ClickHouse or chDB)")
     migrate.add_argument("--config", metavar="FILE", help="YAML config file; its telemetry section is used")
-    worker = sub.add_parser("worker", help=argparse.SUPPRESS)  # started by `serve --workers`, never by hand
-    worker.add_argument("--spec", required=True)
-    worker.add_argument("--index", type=int, required=True)
-    worker.add_argument("--listen-fd", type=int, required=True)
-    worker.set_defaults(func=cmd_worker)
-
     migrate.add_argument("--dsn", help=store_help)
     migrate.add_argument("--dry-run", action="store_true", help="print the SQL instead of running it")
     migrate.set_defaults(func=cmd_migrate)
@@ -239,7 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql", metavar="SQL")
     query.add_argument("--config", metavar="FILE", help="YAML config file; its telemetry section is used")
     query.add_argument("--dsn", help=store_help)
-    up.add_argument("--workers", metavar="N|auto", help="as for serve: N proxy workers under a supervisor")
     query.add_argument("--format", choices=["table", "json"], default="table")
     query.set_defaults(func=cmd_query)
 

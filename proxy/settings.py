@@ -84,7 +84,6 @@ class ServerSettings(Section):
     access_log: bool = False
     # `json`: one object per line, with the request's id, tenant, model and trace id (proxy/tracing/logs.py).
     log_format: Literal["text", "json"] = "text"
-
     workers: int | Literal["auto"] | None = Field(
         None, description="proxy workers under a supervisor (`serve --workers`); unset: one process")
 
@@ -103,6 +102,7 @@ class ReadinessSettings(Section):
         "any", description="any: one upstream group that can serve is enough (one dead model does not take "
                            "every pod out); all: every group (canaries aside) needs a healthy backend")
 
+
 class WardenSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WARDEN_", env_nested_delimiter="__", extra="forbid")
 
@@ -112,8 +112,8 @@ class WardenSettings(BaseSettings):
     timeouts: TimeoutSettings = TimeoutSettings()
     limits: LimitSettings = LimitSettings()
     server: ServerSettings = ServerSettings()
-    telemetry: TelemetrySettings = TelemetrySettings()
     readiness: ReadinessSettings = ReadinessSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     scanner: ScannerSettings = ScannerSettings()
     detectors: list[DetectorSettings] = Field(default_factory=list, description="the ordered detector chain")
     policy: PolicySettings = PolicySettings()
