@@ -3,7 +3,7 @@
 `warden serve --workers N` runs N event loops; a limiter in each would admit N times a tenant's
 limit. The supervisor runs the one in-memory limiter (limits.py, `MemoryLimiter`) behind a local
 socket, on its own event loop, so every check-and-take is atomic for the whole host; each worker
-asks it (`SharedLimiter`, one round trip per admission, ~0.1 ms). A worker that dies gives its
+asks it (`SharedLimiter`, one round trip per admission). A worker that dies gives its
 concurrency slots back at once (end of its stream), not after a TTL. Redis stays the answer for
 several hosts. The same connection answers readiness (`status`) and carries the supervisor's own
 metrics (`metrics`).
