@@ -27,10 +27,10 @@ from proxy.errors import (
 from proxy.governance.gate import Governance
 from proxy.governance.keys import KeysFile, digest
 from proxy.governance.settings import valid_name
-from proxy.routes import parse_object
 from proxy.state import STATE, ProxyState
 from proxy.telemetry.commands import QueryRefused, format_json, format_table, read_query
 from proxy.telemetry.remote import RemoteWriter
+from proxy.wire.body import parse_object
 
 
 class Conflict(WardenError):
