@@ -24,6 +24,7 @@ from proxy.app.contexts import (
 )
 from proxy.app.drift import drift_ctx
 from proxy.app.governance import governance_ctx
+from proxy.app.guard import route_guard
 from proxy.app.middleware import exchange_middleware
 from proxy.app.review import REVIEW, install_review, review_context
 from proxy.app.worker import merged_metrics, shared_limits_ctx, sibling_metrics_ctx
@@ -32,7 +33,7 @@ from proxy.control.admin import add_admin_routes
 from proxy.control.listener import ADMIN_SITE, AdminSite, admin_app, control_plane_elsewhere
 from proxy.governance.shared import WORKER, WorkerRole
 from proxy.metrics import ProxyMetrics
-from proxy.routes import add_routes, route_guard
+from proxy.routes import add_routes
 from proxy.settings import WardenSettings
 from proxy.state import STATE, ProxyState
 from proxy.upstream import UpstreamPool

@@ -16,7 +16,8 @@ from proxy.policy.audit import AuditTap
 from proxy.policy.buffered import JsonEnforcer
 from proxy.policy.engine import Action, Decision, Verdict
 from proxy.policy.stream import StreamEnforcer
-from proxy.routes import parse_object, validate_openai
+from proxy.routes import validate_openai
+from proxy.wire.body import parse_object
 from proxy.wire.sse import SSEDecoder
 from proxy.wire.streams import output_text
 
