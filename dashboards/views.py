@@ -111,6 +111,13 @@ def governance() -> Board:
                                                     "{{tenant}}")], w=12)
     b.timeseries("Policy outcomes per tenant (ClickHouse)", [sql("governance_verdicts")], w=12)
     b.table("Findings per tenant and category (ClickHouse)", [sql("governance_detections", table=True)])
+    b.timeseries("Spend per tenant and model", [prom(
+        f"sum by (tenant, model, currency) (rate(warden_spend_total{t}{RATE}))", "{{tenant}} {{model}} {{currency}}")],
+        unit="short", w=12, description="Money per second at the `pricing:` prices; unpriced requests count 0 "
+                                        "(warden_spend_unpriced_total).")
+    b.timeseries("Budget used per tenant", [prom(f"max by (tenant) (warden_budget_used_ratio{t})", "{{tenant}}")],
+                 unit="percentunit", w=12, description="Share of each tenant's budget spent in its period; the "
+                                                       "alert rules fire at 80% and 100%.")
     return b
 
 

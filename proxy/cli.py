@@ -24,6 +24,7 @@ examples:
   warden keys create --tenant acme --config warden.yaml
   warden migrate --config warden.yaml
   warden query "SELECT model, count() FROM requests GROUP BY model" --format json
+  warden spend --by tenant --since 7d
 """
 
 
@@ -167,6 +168,23 @@ def cmd_query(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_spend(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+    from proxy.telemetry import StoreError
+    from proxy.telemetry.commands import query_command
+    from proxy.telemetry.spend import parse_since, spend_sql
+
+    try:
+        sql = spend_sql(args.by, parse_since(args.since))
+        return asyncio.run(query_command(_telemetry_settings(args), sql, fmt=args.format))
+    except (StoreError, ClickHouseError, ValueError) as exc:
+        print(f"warden: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_local_model(args: argparse.Namespace) -> int:
     from proxy.localmodel import main as localmodel_main
 
@@ -242,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--dsn", help=store_help)
     query.add_argument("--format", choices=["table", "json"], default="table")
     query.set_defaults(func=cmd_query)
+
+    spend = sub.add_parser("spend", help="what was spent, by tenant, key, end user or model (pricing:)")
+    spend.add_argument("--by", choices=["tenant", "key", "user", "model"], default="tenant")
+    spend.add_argument("--since", default="7d", help="how far back: 30m, 24h, 7d, 2w (default 7d)")
+    spend.add_argument("--config", metavar="FILE", help="YAML config file; its telemetry section is used")
+    spend.add_argument("--dsn", help=store_help)
+    spend.add_argument("--format", choices=["table", "json"], default="table")
+    spend.set_defaults(func=cmd_spend)
 
     from proxy.control.keys_cli import add_keys_parser
 

@@ -106,6 +106,10 @@ class Exchange:
     model_version: str = ""  # what the backend says it ran: lineage for the request's row
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt tokens, those the backend read from its prompt cache (priced apart)
+    user: str = ""  # the end user the client named (`user` field or governance.user_header), cut to 128
+    cost: float = 0.0  # what the request cost (proxy/governance/pricing.py), in `currency`
+    currency: str = ""
     trace: RequestTrace | None = None  # its spans while tracing is on (proxy/tracing/); None costs nothing
 
     def sniff(self, data: bytes) -> None:
@@ -120,12 +124,16 @@ class Exchange:
                 self.prompt_tokens = int(prompt.group(1))
             if completion:
                 self.completion_tokens = int(completion.group(1))
+            cached = _CACHED_TOKENS.search(data)
+            if cached:
+                self.cached_tokens = int(cached.group(1))
 
 
 _FINGERPRINT = re.compile(rb'"system_fingerprint"\s*:\s*"([^"\\]{1,128})"')
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,128})"')
 _PROMPT_TOKENS = re.compile(rb'"(?:prompt|input)_tokens"\s*:\s*(\d{1,9})')
 _COMPLETION_TOKENS = re.compile(rb'"(?:completion|output)_tokens"\s*:\s*(\d{1,9})')
+_CACHED_TOKENS = re.compile(rb'"cached_tokens"\s*:\s*(\d{1,9})')  # OpenAI's prompt/input_tokens_details
 
 
 def sniff_model_version(data: bytes) -> str:

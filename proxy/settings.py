@@ -18,6 +18,7 @@ from detectors.runtime.settings import ScannerSettings
 from proxy.cache.settings import CacheSettings
 from proxy.codeploy.settings import UpstreamGroupSettings, check_canaries
 from proxy.driftwatch.settings import DriftSettings
+from proxy.governance.pricing import PricingSettings
 from proxy.governance.settings import GovernanceSettings
 from proxy.policy.settings import DetectorSettings, PolicySettings
 from proxy.review.settings import ReviewSettings
@@ -118,6 +119,7 @@ class WardenSettings(BaseSettings):
     detectors: list[DetectorSettings] = Field(default_factory=list, description="the ordered detector chain")
     policy: PolicySettings = PolicySettings()
     governance: GovernanceSettings = GovernanceSettings()
+    pricing: PricingSettings = PricingSettings()  # what requests cost: spend and budgets (docs/governance.md)
     cache: CacheSettings = CacheSettings()  # off by default (docs/cache.md)
     review: ReviewSettings = ReviewSettings()  # off until enabled with reviewers (docs/review.md)
     drift: DriftSettings = DriftSettings()  # off until enabled; needs a scanner embedder (docs/drift.md)
@@ -151,6 +153,7 @@ class WardenSettings(BaseSettings):
             if tenant.upstream_group is not None and tenant.upstream_group not in names:
                 raise ValueError(f"governance.tenants.{tenant_name}.upstream_group: no upstream group named "
                                  f"{tenant.upstream_group!r} (groups: {', '.join(names)})")
+        self.pricing.check_groups(self.upstreams)
         detector_names = [d.name for d in self.detectors]
         if len(set(detector_names)) != len(detector_names):
             raise ValueError("detector names must be unique")

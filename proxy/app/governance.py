@@ -10,6 +10,7 @@ from aiohttp import web
 
 from proxy.governance.gate import Governance
 from proxy.governance.metrics import GovernanceMetrics
+from proxy.governance.pricing import Pricing, capacities
 from proxy.governance.settings import GovernanceSettings
 from proxy.governance.watch import Audit, KeysWatcher
 from proxy.state import ProxyState
@@ -33,13 +34,15 @@ def audit_for(state: ProxyState) -> Audit:
 def governance_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = state.settings.governance
-        if settings == GovernanceSettings():
+        if settings == GovernanceSettings() and not state.settings.pricing.models:
             yield  # nothing configured: no gate on the request path at all
             return
         audit = audit_for(state)
         holder: list[Governance] = []
-        metrics = GovernanceMetrics(state.registry, lambda: holder[0].restriction_counts() if holder else {})
-        gate = Governance(settings, metrics, audit)
+        metrics = GovernanceMetrics(state.registry, lambda: holder[0].restriction_counts() if holder else {},
+                                    lambda: holder[0].ledger.used_ratios(holder[0].wall()) if holder else {})
+        pricing = Pricing(state.settings.pricing, capacities(state.settings.upstreams))
+        gate = Governance(settings, metrics, audit, pricing=pricing)
         holder.append(gate)
         if settings.keys_file is not None:
             gate.watcher = KeysWatcher(gate, Path(settings.keys_file), audit)

@@ -30,6 +30,8 @@ from proxy.governance.settings import valid_name
 from proxy.state import STATE, ProxyState
 from proxy.telemetry.commands import QueryRefused, format_json, format_table, read_query
 from proxy.telemetry.remote import RemoteWriter
+from proxy.telemetry.spend import parse_since, spend_sql
+from proxy.telemetry.store import database_for
 from proxy.wire.body import parse_object
 
 
@@ -187,8 +189,39 @@ async def query(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="application/json" if fmt == "json" else "text/plain")
 
 
+async def spend(request: web.Request) -> web.Response:
+    """`GET /admin/spend?by=tenant|key|user|model&since=7d`: what `warden spend` prints, as JSON rows.
+
+    Under the supervisor the telemetry process answers (it owns the store); a single Warden reads its
+    own writer's store, naming the table with its database (the writer's handle has no default one).
+    """
+    state = _admin(request)
+    try:
+        by, since_s = request.query.get("by", "tenant"), parse_since(request.query.get("since", "7d"))
+        sql = spend_sql(by, since_s)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param=str(exc).split(":", 1)[0]) from None
+    writer = state.telemetry
+    if writer is None:
+        raise Conflict("telemetry is off (telemetry.enabled: false): spend is read from the requests rows")
+    try:
+        remote = getattr(writer, "query_text", None)
+        store = getattr(writer, "store", None)
+        if remote is not None:
+            text = str(await remote(sql, "json"))
+        elif store is not None:
+            database = database_for(writer.settings.dsn, writer.settings.database)
+            text = format_json(await store.query(spend_sql(by, since_s, f"`{database}`.requests")))
+        else:
+            raise ConnectionError("the telemetry store is not open yet")
+    except (ConnectionError, TimeoutError) as exc:
+        raise Unavailable(f"the telemetry store is not reachable now: {exc}", code="telemetry_unavailable") from None
+    return web.Response(text=text, content_type="application/json")
+
+
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/admin/query", query)
+    app.router.add_get("/admin/spend", spend)
     app.router.add_get("/admin/keys", list_keys)
     app.router.add_post("/admin/keys", create_key)
     app.router.add_post("/admin/keys/{key_id}/rotate", rotate_key)

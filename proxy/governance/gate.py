@@ -13,18 +13,23 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from proxy.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RateLimited
 from proxy.exchange import Exchange
 from proxy.governance.abuse import AbuseMonitor, Restriction
+from proxy.governance.budgets import BudgetSettings, Charge, Ledger, MemoryLedger
 from proxy.governance.keys import KeyIndex, StoredKey
 from proxy.governance.limits import Grant, Limiter, Limits, MemoryLimiter, Refusal, TokenBucket, duration
 from proxy.governance.metrics import GovernanceMetrics
+from proxy.governance.pricing import Pricing, PricingSettings
 from proxy.governance.redis_limiter import RedisLimiter
-from proxy.governance.settings import ANONYMOUS, GovernanceSettings, TenantSettings
+from proxy.governance.settings import ANONYMOUS, GovernanceSettings, KeySettings, TenantSettings
+from proxy.governance.spend import BUDGET_HEADER, Reservation, SpendKeeper, budget_terms
 from proxy.governance.watch import Audit, KeysWatcher
 from proxy.taps import Capture
 from proxy.tasks import TaskOwner
@@ -42,6 +47,8 @@ class Principal:
     tenant: str
     key_id: str  # "" when anonymous
     subject: str  # what abuse analysis follows: the key, or the client address when anonymous
+    user: str = ""  # the end user named by governance.user_header (the body's `user` is read at admission)
+    key: StoredKey | None = None
 
 
 def estimate_tokens(text_chars: int) -> int:
@@ -58,11 +65,18 @@ def _bearer(request: web.Request) -> str | None:
 
 class Governance:
     def __init__(self, settings: GovernanceSettings, metrics: GovernanceMetrics, audit: Audit,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, pricing: Pricing | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.metrics = metrics
         self.audit = audit
         self.clock = clock
+        self.wall = wall  # budgets' periods and keys' expiry are calendar time; limits run on `clock`
+        zone = ZoneInfo(settings.budget_timezone)
+        self.ledger: Ledger = self._ledger(settings, zone)
+        self.spend = SpendKeeper(pricing or Pricing(PricingSettings()), self.ledger, metrics, audit, wall, zone)
+        self._key_budgets: dict[str, BudgetSettings] = {}
+        self._budget_terms: dict[str, str] | None = None  # None until the first apply: no audit rows at start
         self.background = TaskOwner("governance")
         self.limiter: Limiter = MemoryLimiter()
         if settings.limiter == "redis":
@@ -76,20 +90,40 @@ class Governance:
         self.watcher: KeysWatcher | None = None  # set while a keys file is watched
         self.apply(settings)
 
+    def _ledger(self, settings: GovernanceSettings, zone: ZoneInfo) -> Ledger:
+        if settings.limiter == "redis":
+            from proxy.governance.redis_budgets import RedisLedger
+
+            return RedisLedger(settings.redis_url, settings.redis_prefix + "budget:", zone,
+                               lambda op: self.metrics.limiter_errors[op].inc())
+        return MemoryLedger(zone)
+
     async def close(self, grace_s: float) -> None:
         await self.background.close(grace_s)
         await self.limiter.close()
+        await self.ledger.close()
 
     def apply(self, settings: GovernanceSettings) -> None:
         """A new (validated) governance section: keys and limits change on the next request."""
         self.settings = settings
         self.abuse.settings = settings.abuse
-        self._config_keys = [StoredKey(k.id, k.tenant, k.sha256, k.name, source="config") for k in settings.keys]
-        self.index = KeyIndex(self._file_keys + self._config_keys)
+        self._config_keys = [_stored(k) for k in settings.keys]
+        self._rebuild()
 
     def set_file_keys(self, keys: list[StoredKey]) -> None:
         self._file_keys = keys
-        self.index = KeyIndex(self._file_keys + self._config_keys)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """The key index and the budgets it names; a budget set, changed or dropped is an audit row."""
+        keys = self._file_keys + self._config_keys
+        self.index = KeyIndex(keys)
+        self._key_budgets = {k.id: BudgetSettings.model_validate(k.budget) for k in keys
+                             if k.active and k.budget is not None}
+        terms = budget_terms(self.settings, self._key_budgets)
+        if self._budget_terms is not None:
+            self.spend.changed(self._budget_terms, terms)
+        self._budget_terms = terms
 
     def all_keys(self) -> list[StoredKey]:
         return self._file_keys + self._config_keys
@@ -110,7 +144,16 @@ class Governance:
         if entry is None:
             self.metrics.auth_failures.labels("invalid").inc()
             raise AuthenticationFailed("the API key is not valid (unknown, revoked or mistyped)")
-        return Principal(entry.tenant, entry.id, "key:" + entry.id)
+        if entry.expired(self.wall()):
+            self.metrics.auth_failures.labels("expired").inc()
+            assert entry.expires_at is not None
+            when = datetime.fromtimestamp(entry.expires_at, UTC).isoformat(timespec="seconds")
+            raise AuthenticationFailed(f"the API key expired at {when}", code="key_expired")
+        return Principal(entry.tenant, entry.id, "key:" + entry.id, self._header_user(request), entry)
+
+    def _header_user(self, request: web.Request) -> str:
+        header = self.settings.user_header
+        return request.headers.get(header, "") if header else ""
 
     # -- may they, now ------------------------------------------------------------------
     def group_for(self, principal: Principal, model: str | None, pool: UpstreamPool) -> Group | None:
@@ -161,15 +204,31 @@ class Governance:
             prompt_chars = sum(map(len, texts))
             self.abuse.observe_prompt(principal.subject, principal.tenant, "\n".join(texts), now)
         charged = estimate_tokens(prompt_chars)
-        limits = Limits(tenant.requests_per_minute, tenant.tokens_per_minute, tenant.max_concurrency,
-                        slot_ttl_s=(tenant.timeout_s or SLOT_TTL_S) + 60)
-        granted = await self.limiter.admit(principal.tenant, limits, charged, exchange.request_id, now)
-        if isinstance(granted, Refusal):
-            self._refuse(principal, granted.code)
-            self.abuse.observe_refused(principal.subject, principal.tenant, now)
-            raise RateLimited(granted.message, code=granted.code,
-                              headers={"Retry-After": str(max(1, round(granted.retry_after_s))), **granted.headers})
+        slot_ttl_s = (tenant.timeout_s or SLOT_TTL_S) + 60
+        key, key_grant = principal.key, None
+        if key is not None and (key.requests_per_minute or key.tokens_per_minute):
+            key_limits = Limits(key.requests_per_minute, key.tokens_per_minute, None, slot_ttl_s)
+            key_grant = self._granted(principal, await self.limiter.admit(
+                "key:" + key.id, key_limits, charged, exchange.request_id + ":key", now), now)
+        limits = Limits(tenant.requests_per_minute, tenant.tokens_per_minute, tenant.max_concurrency, slot_ttl_s)
+        granted: Grant | None = None
+        try:
+            granted = self._granted(principal, await self.limiter.admit(
+                principal.tenant, limits, charged, exchange.request_id, now), now)
+            exchange.user = principal.user[:128] or self.spend.user_of("", payload)
+            refs = self.spend.refs(principal.tenant, tenant.budget, tenant.user_budget, principal.key_id,
+                                   self._key_budgets.get(principal.key_id), exchange.user)
+            reservation = await self.spend.charge(model, refs, charged, payload, now)
+        except RateLimited:
+            if key_grant is not None:
+                self.settle_grant(key_grant, key.tokens_per_minute if key else None, charged, 0, now)
+            if granted is not None:
+                self.settle_grant(granted, tenant.tokens_per_minute, charged, 0, now)
+            raise
         admission = Admission(self, principal, granted, charged, tenant.tokens_per_minute)
+        admission.key_grant, admission.reservation = key_grant, reservation
+        if reservation.charge is not None and reservation.charge.remaining is not None:
+            granted.headers = {**granted.headers, BUDGET_HEADER: f"{reservation.charge.remaining:.6g}"}
         if tenant.timeout_s is not None:
             exchange.deadline = _loop_time() + tenant.timeout_s
         if granted.headers:
@@ -178,6 +237,22 @@ class Governance:
             admission.capture = Capture()
             exchange.taps.append(admission.capture)
         return admission
+
+    def _granted(self, principal: Principal, granted: Grant | Refusal, now: float) -> Grant:
+        if isinstance(granted, Refusal):
+            self._refuse(principal, granted.code)
+            self.abuse.observe_refused(principal.subject, principal.tenant, now)
+            raise RateLimited(granted.message, code=granted.code,
+                              headers={"Retry-After": str(max(1, round(granted.retry_after_s))), **granted.headers})
+        return granted
+
+    def settle_grant(self, grant: Grant, tokens_per_minute: int | None, charged: int, used: int, now: float) -> None:
+        """Give back a slot and pay the token difference: at once in memory (the next request may take the
+        slot), in the background for the shared limiters."""
+        if isinstance(self.limiter, MemoryLimiter):
+            self.limiter.release(grant, charged, used, now)
+        else:
+            self.background.spawn(self.limiter.settle(grant, tokens_per_minute, charged, used, now), "settle")
 
     def _check_size(self, principal: Principal, tenant: TenantSettings, payload: dict[str, Any]) -> None:
         for name in ("max_tokens", "max_completion_tokens"):
@@ -238,6 +313,13 @@ def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
+def _stored(key: KeySettings) -> StoredKey:
+    return StoredKey(key.id, key.tenant, key.sha256, key.name, source="config",
+                     expires_at=key.expires_at.timestamp() if key.expires_at is not None else None,
+                     requests_per_minute=key.requests_per_minute, tokens_per_minute=key.tokens_per_minute,
+                     budget=key.budget.model_dump() if key.budget is not None else None, metadata=dict(key.metadata))
+
+
 class Admission:
     """One admitted request's claim on its tenant's limits, settled once when its answer ends."""
 
@@ -249,6 +331,8 @@ class Admission:
         self.charged = charged
         self.tokens_per_minute = tokens_per_minute
         self.capture: Capture | None = None
+        self.key_grant: Grant | None = None  # the key's own limits, when it has some
+        self.reservation: Reservation | None = None
         self._done = False
 
     def finish(self, exchange: Exchange) -> None:
@@ -256,17 +340,36 @@ class Admission:
             return
         self._done = True
         used = exchange.prompt_tokens + exchange.completion_tokens
+        output = 0
         if not used:  # no usage reported (most streams): estimate from what was sent
-            output = len(self.capture.text()) if self.capture is not None and self.capture.ended else 0
-            used = self.charged + estimate_tokens(output)
+            output = estimate_tokens(len(self.capture.text())) if self.capture is not None and self.capture.ended else 0
+            used = self.charged + output
         now = self.gate.clock()
-        limiter = self.gate.limiter
-        if isinstance(limiter, MemoryLimiter):
-            limiter.release(self.grant, self.charged, used, now)  # at once: the next request may take the slot
-        else:
-            settle = limiter.settle(self.grant, self.tokens_per_minute, self.charged, used, now)
-            self.gate.background.spawn(settle, "settle")
-        self.gate.metrics.tokens.labels(self.principal.tenant).inc(used)
+        gate = self.gate
+        gate.settle_grant(self.grant, self.tokens_per_minute, self.charged, used, now)
+        if self.key_grant is not None and self.principal.key is not None:
+            gate.settle_grant(self.key_grant, self.principal.key.tokens_per_minute, self.charged, used, now)
+        if self.reservation is not None:
+            self._settle_spend(exchange, self.reservation, output, now)
+        gate.metrics.tokens.labels(self.principal.tenant).inc(used)
         labels = [f.label for f in exchange.verdict.findings if f.action != "allow"]
-        self.gate.abuse.observe_outcome(self.principal.subject, self.principal.tenant, exchange.verdict.action,
+        gate.abuse.observe_outcome(self.principal.subject, self.principal.tenant, exchange.verdict.action,
                                         labels, now)
+
+    def _settle_spend(self, exchange: Exchange, reservation: Reservation, output: int, now: float) -> None:
+        """The cost onto the record now (the row is written next); the ledger at once in memory, so the next
+        request meets the settled budget, else in the background."""
+        spend = self.gate.spend
+        cost = spend.cost(exchange, reservation, self.charged, output, now)
+        charge = reservation.charge
+        if charge is None:
+            return
+        ledger = spend.ledger
+        if isinstance(ledger, MemoryLedger):
+            spend.crossed(ledger.settle_now(charge, cost, spend.wall()))
+        else:
+            self.gate.background.spawn(self._settle_ledger(ledger, charge, cost), "settle_budget")
+
+    async def _settle_ledger(self, ledger: Ledger, charge: Charge, cost: float) -> None:
+        spend = self.gate.spend
+        spend.crossed(await ledger.settle(charge, cost, spend.wall()))

@@ -20,9 +20,13 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
+
+from proxy.governance.budgets import BudgetSettings
 
 PREFIX = "wk-"
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
@@ -37,10 +41,18 @@ class StoredKey:
     created_at: float = 0.0
     revoked_at: float | None = None
     source: str = "file"  # "config" keys are changed in the config, not through the API
+    expires_at: float | None = None  # epoch seconds; the key stops working then
+    requests_per_minute: int | None = None  # the key's own limits, inside its tenant's
+    tokens_per_minute: int | None = None
+    budget: dict[str, Any] | None = None  # a BudgetSettings as JSON (checked when the file is read)
+    metadata: dict[str, str] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     def public(self) -> dict[str, Any]:
         """What the admin API and `warden keys list` show: never the hash."""
@@ -108,9 +120,16 @@ class KeysFile:
         if not isinstance(rows, list):
             raise ValueError(f"{self.path}: expected an object with a 'keys' list")
         try:
-            return [StoredKey(**{**row, "source": "file"}) for row in rows]
+            keys = [StoredKey(**{**row, "source": "file"}) for row in rows]
         except TypeError as exc:
             raise ValueError(f"{self.path}: bad key entry ({exc})") from None
+        for key in keys:
+            if key.budget is not None:
+                try:
+                    BudgetSettings.model_validate(key.budget)
+                except ValidationError as exc:
+                    raise ValueError(f"{self.path}: key {key.id}: bad budget ({exc.errors()[0]['msg']})") from None
+        return keys
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -141,11 +160,16 @@ class KeysFile:
             os.replace(tmp, self.path)
             return keys
 
-    def create(self, tenant: str, name: str = "") -> tuple[str, StoredKey]:
+    def create(self, tenant: str, name: str = "", **terms: Any) -> tuple[str, StoredKey]:
+        """`terms`: expires_at, requests_per_minute, tokens_per_minute, budget, metadata (StoredKey's fields)."""
         key_id, key = new_key()
-        entry = StoredKey(key_id, tenant, digest(key), name, time.time())
+        entry = StoredKey(key_id, tenant, digest(key), name, time.time(), **terms)
         self.update(lambda keys: [*keys, entry])
         return key, entry
+
+    def change(self, key_id: str, **terms: Any) -> StoredKey:
+        """New terms for an active key (expiry, limits, budget, metadata); its secret stays."""
+        return self._change_active(key_id, **terms)
 
     def rotate(self, key_id: str) -> tuple[str, StoredKey]:
         """A new secret under the same id and tenant; the old secret stops working at once."""

@@ -8,6 +8,9 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from proxy.lightmetrics import LightCounter
+from proxy.metrics import ModelLabels
+
 
 class _Restrictions(Collector):
     def __init__(self, read: Callable[[], dict[tuple[str, str], int]]) -> None:
@@ -21,8 +24,23 @@ class _Restrictions(Collector):
         yield gauge
 
 
+class _BudgetUse(Collector):
+    """Spent over amount per tenant budget, read at scrape time (the 80% and 100% alert rules read it)."""
+
+    def __init__(self, read: Callable[[], dict[str, float]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily("warden_budget_used_ratio", "Share of each tenant's budget spent in its period.",
+                                  labels=["tenant"])
+        for tenant, ratio in sorted(self.read().items()):
+            gauge.add_metric([tenant], ratio)
+        yield gauge
+
+
 class GovernanceMetrics:
-    def __init__(self, registry: CollectorRegistry, restrictions: Callable[[], dict[tuple[str, str], int]]) -> None:
+    def __init__(self, registry: CollectorRegistry, restrictions: Callable[[], dict[tuple[str, str], int]],
+                 budget_use: Callable[[], dict[str, float]] = dict) -> None:
         self.auth_failures = Counter("warden_auth_failures", "Requests refused for their credentials, by reason.",
                                      ["reason"], registry=registry)
         self.refusals = Counter("warden_governance_refusals", "Requests refused by a tenant's limits, by reason.",
@@ -35,3 +53,13 @@ class GovernanceMetrics:
                                  ["op"], registry=registry)
         self.limiter_errors = {op: limiter_errors.labels(op) for op in ("admit", "settle")}
         registry.register(_Restrictions(restrictions))
+        # Spend is counted on every priced request, so in the light families (no lock per update).
+        self.model_label = ModelLabels()
+        self.spend = LightCounter("warden_spend", "Money spent, by tenant, model and currency (pricing:).",
+                                  ["tenant", "model", "currency"], registry=registry)
+        self.unpriced = LightCounter("warden_spend_unpriced", "Requests whose model has no price: counted at 0.",
+                                     ["tenant", "model"], registry=registry)
+        self.budget_crossings = Counter("warden_budget_crossings", "Budgets that crossed an alert threshold, by "
+                                        "scope (tenant, key, user).", ["tenant", "scope", "threshold"],
+                                        registry=registry)
+        registry.register(_BudgetUse(budget_use))

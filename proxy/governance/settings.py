@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from proxy.governance.budgets import BudgetSettings
 
 ANONYMOUS = "anonymous"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -28,6 +32,11 @@ class KeySettings(_Section):
     tenant: str
     sha256: str = Field(description="hex SHA-256 of the whole key")
     name: str = ""
+    expires_at: datetime | None = Field(None, description="the key stops working then (ISO 8601, with a zone)")
+    requests_per_minute: int | None = Field(None, ge=1, description="this key's own limit, inside its tenant's")
+    tokens_per_minute: int | None = Field(None, ge=1)
+    budget: BudgetSettings | None = Field(None, description="this key's own budget, besides its tenant's")
+    metadata: dict[str, str] = Field(default_factory=dict, description="free-form: owner, team, ticket, ...")
 
     @field_validator("id")
     @classmethod
@@ -62,6 +71,9 @@ class TenantSettings(_Section):
     max_tokens: int | None = Field(None, ge=1, description="largest max_tokens a request may ask for")
     max_context_tokens: int | None = Field(None, ge=1, description="largest prompt, estimated at 4 characters a token")
     timeout_s: float | None = Field(None, gt=0, description="longest a request may take, streaming included")
+    budget: BudgetSettings | None = Field(None, description="what the tenant may spend per period (pricing currency)")
+    user_budget: BudgetSettings | None = Field(None, description="what each end user of the tenant may spend "
+                                                                 "(the request's `user`, or governance.user_header)")
 
 
 class AbuseSettings(_Section):
@@ -100,6 +112,17 @@ class GovernanceSettings(_Section):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="for limiter: redis")
     redis_prefix: str = "warden:limits:"
     redis_fail_open: bool = Field(True, description="Redis away: admit (counted) rather than refuse everything")
+    budget_timezone: str = Field("UTC", description="where daily, weekly and monthly budgets start at midnight")
+    user_header: str | None = Field(None, description="a header naming the end user, read before the body's `user`")
+
+    @field_validator("budget_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: 'UTC', 'Europe/Paris')") from None
+        return value
 
     @field_validator("admin_token_sha256")
     @classmethod

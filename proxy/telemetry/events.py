@@ -19,9 +19,10 @@ MAX_LABEL = 128  # client-chosen strings are cut, so one client cannot bloat Low
 # The `requests` columns in table order: request_row builds its row as a tuple in this order, the
 # cheapest row to build, hold and turn into columns (tests check it against the schema).
 REQUEST_COLUMNS = (
-    "ts", "request_id", "client_request_id", "tenant", "api_key_id", "route", "model", "backend", "status", "stream",
-    "latency_ms", "ttfb_ms", "upstream_ms", "prompt_tokens", "completion_tokens", "verdict", "detection_count",
-    "detection_categories", "model_version", "prompt_template_id", "prompt_template_version", "attrs",
+    "ts", "request_id", "client_request_id", "tenant", "api_key_id", "end_user", "route", "model", "backend", "status",
+    "stream", "latency_ms", "ttfb_ms", "upstream_ms", "prompt_tokens", "completion_tokens", "cost", "currency",
+    "verdict", "detection_count", "detection_categories", "model_version", "prompt_template_id",
+    "prompt_template_version", "attrs",
 )
 
 
@@ -47,6 +48,7 @@ def request_row(
         client_request_id(headers),
         exchange.tenant,
         exchange.api_key_id,
+        exchange.user,
         route,
         (exchange.model or "")[:MAX_LABEL],
         exchange.backend or "",
@@ -57,6 +59,8 @@ def request_row(
         exchange.upstream_time * 1000.0,
         exchange.prompt_tokens,
         exchange.completion_tokens,
+        exchange.cost,
+        exchange.currency,
         verdict.action,
         verdict.count,
         tuple(sorted(verdict.categories)) if verdict.categories else (),

@@ -213,6 +213,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "client request ids", (
         AddColumn("requests", Column("client_request_id", "String", "ZSTD(1)"), after="request_id"),
     )),
+    # Spend (docs/governance.md): the end user the client named, and what the request cost in the
+    # pricing currency (0 when its model has no price: warden_spend_unpriced_total counts those).
+    Migration(5, "spend: end user, cost, currency", (
+        AddColumn("requests", Column("end_user", LC), after="api_key_id"),
+        AddColumn("requests", Column("cost", "Float64", "ZSTD(1)"), after="completion_tokens"),
+        AddColumn("requests", Column("currency", LC), after="cost"),
+    )),
 )
 
 

@@ -46,9 +46,12 @@ def config(main: list[str], flaky: str, keys: dict[str, tuple[str, str]], tmp: P
         "governance": {
             "keys": [{"id": key_id, "tenant": tenant, "sha256": digest(secret)}
                      for tenant, (key_id, secret) in keys.items()],
-            "tenants": {"acme": {}, "globex": {"requests_per_minute": 30}, "initech": {}},
+            # acme's soft budget is spent by the driven traffic: the budget panel and both alerts have data
+            "tenants": {"acme": {"budget": {"amount": 0.000001, "mode": "soft"}},
+                        "globex": {"requests_per_minute": 30}, "initech": {}},
             "abuse": {"max_jailbreaks": 2, "min_requests": 1},
         },
+        "pricing": {"models": [{"model": "*", "input_per_million": 1.0, "output_per_million": 2.0}]},
         "scanner": {"socket": str(tmp / "scanner.sock"), "torch_threads": 1, "call_timeout_s": 30, "models": [
             {"task": "toxicity", "kind": "classifier", "path": str(classifier), "device": "cpu"},
             {"task": "embed", "kind": "embedder", "path": str(embedder), "device": "cpu"}]},

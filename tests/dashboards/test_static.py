@@ -54,7 +54,7 @@ def test_dashboards_typecheck_against_grafana_schema(tsc: list[str], tmp_path: P
 def test_promtool_checks_rules(promtool: str) -> None:
     result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 11 rules found" in result.stdout
+    assert "SUCCESS: 13 rules found" in result.stdout  # + the two budget alerts (80% and 100%)
 
 
 def test_provisioning_matches_the_dashboards() -> None:

@@ -69,7 +69,7 @@ def test_cli_migrate_and_query(db: str, chdb_dir: str, chdb_client: Client, tmp_
     assert main(["query", "--config", str(path), "SELECT 1"]) == 1
     assert "run `warden migrate` first" in capsys.readouterr().err
     assert main(["migrate", "--config", str(path)]) == 0
-    assert "applied migration(s) 1, 2, 3, 4; schema at version 4" in capsys.readouterr().out
+    assert "applied migration(s) 1, 2, 3, 4, 5; schema at version 5" in capsys.readouterr().out
     assert main(["migrate", "--config", str(path)]) == 0
     assert "nothing to apply" in capsys.readouterr().out
 

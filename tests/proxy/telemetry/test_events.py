@@ -24,7 +24,7 @@ def test_request_row_puts_each_value_under_its_column() -> None:
     row.pop("ts")
     assert row == {
         "request_id": "r-1", "client_request_id": "", "tenant": "acme", "api_key_id": "k1",
-        "route": "/v1/chat/completions",
+        "route": "/v1/chat/completions", "end_user": "", "cost": 0.0, "currency": "",  # migration 5: unpriced
         "model": "m" * 128, "backend": "http://b:1", "status": 200, "stream": True, "latency_ms": 500.0,
         "ttfb_ms": 100.0, "upstream_ms": 250.0, "prompt_tokens": 3, "completion_tokens": 5, "verdict": "flag",
         "detection_count": 2, "detection_categories": ("EMAIL", "toxicity"), "model_version": "m@fp",

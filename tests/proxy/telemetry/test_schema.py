@@ -28,7 +28,7 @@ async def test_migrate_creates_the_writers_tables_once(chdb_settings: Callable[.
     try:
         assert await migrate(store, target_for(s)) == [m.version for m in MIGRATIONS]
         assert await migrate(store, target_for(s)) == []  # idempotent: nothing left to apply
-        assert await applied_versions(store, target_for(s)) == {1, 2, 3, 4}
+        assert await applied_versions(store, target_for(s)) == {1, 2, 3, 4, 5}
     finally:
         await store.close()
     for name, table in TABLES.items():
@@ -80,7 +80,8 @@ async def test_retention_follows_the_config(chdb_settings: Callable[..., Telemet
 def test_cluster_variant_parses_on_the_engine(chdb_client: Client) -> None:
     """ON CLUSTER needs a cluster to run; the engine's own parser checks every statement."""
     statements = render_all(Target(database="warden", cluster="prod"))
-    assert len(statements) == 2 + 2 * len(TABLES) + 2 + 2  # + client_request_id, local and distributed
+    # + client_request_id (migration 4); + end_user, cost, currency (migration 5): local and distributed each
+    assert len(statements) == 2 + 2 * len(TABLES) + 2 + 2 + 6
     for sql in statements:
         chdb_client.command(f"EXPLAIN AST {sql}")
     text = "\n".join(statements)

@@ -58,10 +58,10 @@ async def test_tuple_rows_and_dict_rows_share_a_batch(chdb_settings: Callable[..
     assert rows == [("as-dict", "", 404, False, None, []), ("as-tuple", "m1", 200, True, None, [])]
 
 
-def test_a_tuple_of_the_wrong_width_is_refused_not_misfiled() -> None:
+def test_a_tuple_of_the_wrong_width_is_refused_not_misfiled() -> None:  # 25: end_user, cost, currency (migration 5)
     writer = TelemetryWriter(TelemetrySettings(), CollectorRegistry())
     try:
-        with pytest.raises(ValueError, match="requests rows hold 2 values, the table 22 columns"):
+        with pytest.raises(ValueError, match="requests rows hold 2 values, the table 25 columns"):
             writer._to_entry("b-1", "requests", [(1, "r")])
         with pytest.raises(ValueError):  # rows of mixed widths
             writer._to_entry("b-2", "requests", [(1,) * 22, (1,) * 21])
