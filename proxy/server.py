@@ -214,7 +214,7 @@ def run_worker(spec_path: Path, index: int, listen_fd: int) -> None:
     async def main() -> None:
         hub = HubLink(run_dir / "hub.sock")
         await hub.open()
-        role = WorkerRole(index, int(spec["workers"]), run_dir, hub)
+        role = WorkerRole(index, int(spec["workers"]), run_dir, hub, spec.get("admin_fd") if index == 0 else None)
         try:
             await serve(settings, config_path=config_path, settle=True, role=role,
                         sock=socket.socket(fileno=listen_fd))

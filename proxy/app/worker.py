@@ -1,6 +1,10 @@
 """A proxy worker under the supervisor (proxy/control/supervisor.py): what differs from a lone Warden.
 
-- Limits and concurrency caps are asked of the supervisor's one limiter (`shared_limits_ctx`).
+- Limits, concurrency caps and abuse state are asked of the supervisor, their one owner on the
+  host (`shared_limits_ctx`, proxy/governance/shared.py).
+- `POST /admin/reload` answered by one worker reloads every worker: once its own reload applied,
+  it asks the supervisor to send SIGHUP to its siblings (`merged_metrics`, the one middleware that
+  answers for the whole Warden).
 - `/metrics` on any worker is the whole Warden: this worker's registry (and the scanner's, as
   always), every sibling's, the telemetry process's and the supervisor's, merged into one
   exposition with no `worker` label, so dashboards and alerts read the same as for one process
@@ -27,6 +31,7 @@ from proxy.app.contexts import Context
 from proxy.governance.shared import WorkerRole
 from proxy.state import STATE, ProxyState
 from proxy.telemetry.remote import RemoteWriter
+from proxy.telemetry.wire import RELOAD
 
 log = logging.getLogger("warden.worker")
 
@@ -40,14 +45,18 @@ SUMMED_GAUGES = frozenset({
 
 def shared_limits_ctx(state: ProxyState, role: WorkerRole) -> Context:
     """Placed after governance: its gate asks the host's limiter instead of one of its own (memory only;
-    a `redis` limiter is already shared)."""
+    a `redis` limiter is already shared), and the host's abuse monitor always (abuse has no Redis path)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        from proxy.governance.shared import SharedLimiter
+        from proxy.governance.shared import SharedAbuse, SharedLimiter
 
         gate = state.governance
-        if gate is not None and gate.settings.limiter == "memory":
-            gate.limiter = SharedLimiter(role.hub)
+        if gate is not None:
+            if gate.settings.limiter == "memory":
+                gate.limiter = SharedLimiter(role.hub)
+            shared = SharedAbuse(role.hub, gate.abuse.settings, gate.abuse.on_change)
+            await shared.attach()
+            gate.abuse = shared
         yield
 
     return ctx
@@ -100,9 +109,16 @@ async def whole_warden(state: ProxyState, role: WorkerRole, own: str) -> str:
 
 
 def merged_metrics(role: WorkerRole) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """What one worker answers for the whole Warden: /metrics merged, and an admin reload made everywhere."""
+
     @web.middleware
     async def middleware(request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.path == "/admin/reload" and request.method == "POST":
+            answer = await handler(request)
+            if answer.status == 200:  # applied here; a rejected file would be rejected by every sibling too
+                role.hub.send(RELOAD, role.index)
+            return answer
         if request.path != "/metrics" or request.method != "GET":
             return await handler(request)
         # The merge reads the text format; OpenMetrics (exemplars) is what a single process offers.

@@ -7,11 +7,18 @@ address is no second door to /v1 and the API port has no admin route to forget t
 /metrics, added with the API routes, is refused there by a middleware). The admin app has no
 resources of its own: one cleanup context of the API app starts its runner last and stops it
 first, so it never serves a state that is not up.
+
+Under `warden serve --workers N` the supervisor binds the admin address once and worker 0 serves
+it (`WorkerRole.admin_fd`): one reviewer UI with its sessions, one place for admin calls, whose
+state changes reach every worker through their owners (the keys file, the supervisor's abuse
+monitor, a reload fanned out by the supervisor). When worker 0 dies, the socket stays open in
+the supervisor: connections wait in its backlog and its restart serves them.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -20,6 +27,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from proxy.control.admin import add_admin_routes
 from proxy.errors import RouteNotFound
+from proxy.governance.shared import WORKER
 from proxy.routes import healthz, metrics_route, readyz
 from proxy.state import STATE, ProxyState
 
@@ -46,7 +54,11 @@ class AdminSite:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, settings.admin.host, settings.admin.port).start()
+            role = self.app.get(WORKER)
+            if role is not None and role.admin_fd is not None:  # the supervisor's socket, kept across restarts
+                await web.SockSite(runner, socket.socket(fileno=role.admin_fd)).start()
+            else:
+                await web.TCPSite(runner, settings.admin.host, settings.admin.port).start()
             host, port = runner.addresses[0][:2]
             self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
             log.info("admin listening on %s (/admin, /review, /metrics); the API port answers 404 there", self.url)

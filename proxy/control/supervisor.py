@@ -2,7 +2,9 @@
 
 The supervisor owns the listening sockets (one per worker, `SO_REUSEPORT`, so the kernel spreads
 connections evenly and a restarting worker's connections wait in its queue instead of being
-refused), the host's shared limiter (proxy/governance/shared.py), the scanner (the managed
+refused), the admin socket (`admin.listen`: one, served by worker 0, whose restart finds it again
+with its waiting connections), the host's shared limiter and abuse monitor
+(proxy/governance/shared.py), the scanner (the managed
 scanner supervisor), the telemetry process (proxy/telemetry/process.py) and N proxy workers
 (`warden worker`, proxy/server.py). It restarts any of them that dies, with a growing pause,
 logged and counted (`warden_process_restarts_total`), forwards SIGHUP (a reload in every worker)
@@ -164,11 +166,14 @@ class Supervisor:
         self.log_level = log_level
         self.run_dir = Path(tempfile.mkdtemp(prefix="warden-"))  # 0700: the sockets' directory
         self.sockets: list[socket.socket] = []
+        self.admin_socket: socket.socket | None = None
+        self.admin_url = ""
         self.workers: list[Keeper] = []
         self.ready: set[int] = set()
         self.telemetry: Keeper | None = None
         self.scanner: ScannerSupervisor | None = None
-        self.hub = HubServer(self.run_dir / "hub.sock", self.status, self.metrics_text, self._worker_ready)
+        self.hub = HubServer(self.run_dir / "hub.sock", self.status, self.metrics_text, self._worker_ready,
+                             abuse=settings.governance.abuse, on_reload=self._reload_siblings)
         self._all_ready = asyncio.Event()
         self.url = ""
 
@@ -181,6 +186,13 @@ class Supervisor:
 
     def _worker_gone(self, index: int) -> None:
         self.ready.discard(index)
+
+    def _reload_siblings(self, index: int) -> None:
+        """Worker `index` reloaded through the admin API: the others reload the same file."""
+        log.info("worker %d reloaded its configuration (admin API); reloading the others", index)
+        for other, worker in enumerate(self.workers):
+            if other != index:
+                worker.signal(signal.SIGHUP)
 
     def status(self) -> dict[str, Any]:
         up = sum(1 for i, w in enumerate(self.workers) if w.alive and i in self.ready)
@@ -217,6 +229,13 @@ class Supervisor:
             self.sockets.append(sock)
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}"
+        admin = self.settings.admin
+        if admin.listen is not None:  # one admin socket for the host; worker 0 serves it (see _spec)
+            family = socket.AF_INET6 if ":" in admin.host else socket.AF_INET
+            self.admin_socket = socket.create_server((admin.host, admin.port), family=family, backlog=128)
+            port = self.admin_socket.getsockname()[1]
+            shown = f"[{admin.host}]" if ":" in admin.host else admin.host
+            self.admin_url = f"http://{shown}:{port}"
 
     def _spec(self) -> Path:
         """The workers' settings, as validated here (the config file may change before a restart: a reload)."""
@@ -225,6 +244,7 @@ class Supervisor:
         with os.fdopen(fd, "w") as out:
             json.dump({"settings": self.settings.model_dump(mode="json"), "workers": self.count,
                        "run_dir": str(self.run_dir),
+                       "admin_fd": self.admin_socket.fileno() if self.admin_socket is not None else None,
                        "config_path": str(self.config_path) if self.config_path else None}, out)
         return spec
 
@@ -236,7 +256,8 @@ class Supervisor:
             path = telemetry_socket(telemetry)
             self.telemetry = Keeper("telemetry process", [
                 sys.executable, "-m", "proxy.telemetry.process", "--settings-json", telemetry.model_dump_json(),
-                "--socket", str(path), "--log-level", self.log_level], ready_socket=path)
+                "--socket", str(path), "--log-level", self.log_level,
+                "--encryption-json", self.settings.encryption.model_dump_json()], ready_socket=path)
             await self.telemetry.start()
         scanner = self.settings.scanner
         if scanner.mode == "managed" and scanner.models:
@@ -244,9 +265,12 @@ class Supervisor:
             await self.scanner.start()
         spec = self._spec()
         for index, sock in enumerate(self.sockets):
+            fds: tuple[int, ...] = (sock.fileno(),)
+            if index == 0 and self.admin_socket is not None:
+                fds += (self.admin_socket.fileno(),)  # same number in the worker: the spec names it
             keeper = Keeper(f"worker {index}", [
                 sys.executable, "-m", "proxy", "--log-level", self.log_level, "worker", "--spec", str(spec),
-                "--index", str(index), "--listen-fd", str(sock.fileno())], pass_fds=(sock.fileno(),))
+                "--index", str(index), "--listen-fd", str(sock.fileno())], pass_fds=fds)
             keeper.on_exit = functools.partial(self._worker_gone, index)
             self.workers.append(keeper)
             await keeper.start()
@@ -267,6 +291,8 @@ class Supervisor:
             keeper.stopping = True
         for sock in self.sockets:  # new connections go to the workers' copies only, closed as each drains
             sock.close()
+        if self.admin_socket is not None:
+            self.admin_socket.close()
         grace = self.settings.server.shutdown_grace_s + 10
         await asyncio.gather(*(w.stop(grace) for w in self.workers))
         if self.telemetry is not None:
@@ -295,6 +321,8 @@ async def supervise(settings: WardenSettings, workers: int, *, config_path: Path
             started.result()
             log.info("Warden listening on %s (OpenAI base URL %s/v1) with %d workers, supervisor pid %d",
                      supervisor.url, supervisor.url, workers, os.getpid())
+            if supervisor.admin_url:
+                log.info("admin listening on %s, served by worker 0", supervisor.admin_url)
             if on_ready is not None:
                 on_ready(supervisor.url)
             await stopped

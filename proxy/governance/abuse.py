@@ -5,6 +5,11 @@ injection or jailbreak findings, requests refused by rate limits (a flood), and 
 querying: many prompts that share a template prefix while their tails vary, the shape of an
 extraction or enumeration run. Crossing any line throttles the subject for a while; repeated
 throttles within a day become a suspension. Both expire on their own; an admin can lift them.
+
+`AbuseMonitor` is the state and the judgement; `Abuse` is what the gate asks of it, so that under
+`warden serve --workers N` one monitor in the supervisor judges the whole host's traffic
+(proxy/governance/shared.py `SharedAbuse`) and a subject spread over N workers is throttled as
+soon as it would be by one process.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import hashlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from proxy.governance.limits import TokenBucket
 from proxy.governance.settings import AbuseSettings
 
 MAX_SUBJECTS = 100_000  # least recently seen subjects are forgotten beyond this: memory stays bounded
@@ -30,6 +37,32 @@ class Restriction:
     until: float
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A restricted subject's request refused now: the restriction, and the Retry-After it earns."""
+
+    restriction: Restriction
+    retry_after_s: float
+
+
+class Abuse(Protocol):
+    """What the gate and the admin API use: this process's monitor, or the host's through the supervisor."""
+
+    settings: AbuseSettings
+    on_change: Callable[[str, Restriction], None]
+    restrictions: dict[str, Restriction]
+
+    async def check(self, subject: str, now: float) -> Hold | None: ...
+
+    def observe_prompt(self, subject: str, tenant: str, prompt: str, now: float) -> None: ...
+
+    def observe_outcome(self, subject: str, tenant: str, action: str, labels: list[str], now: float) -> None: ...
+
+    def observe_refused(self, subject: str, tenant: str, now: float) -> None: ...
+
+    def lift(self, subject: str) -> Restriction | None: ...
+
+
 @dataclass
 class _Subject:
     events: deque[tuple[float, str]] = field(default_factory=deque)  # (time, kind): request, blocked, ...
@@ -43,6 +76,12 @@ def _h(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
+def prompt_hashes(prompt: str, cut: int) -> tuple[str, str] | None:
+    """A prompt as systematic querying sees it (template prefix, tail); hashed where it is read, so the
+    supervisor's monitor is sent 32 bytes rather than the prompt."""
+    return (_h(prompt[:cut]), _h(prompt[cut:])) if len(prompt) > cut else None
+
+
 class AbuseMonitor:
     def __init__(self, settings: AbuseSettings, on_change: Callable[[str, Restriction], None]) -> None:
         """`on_change(action, restriction)` hears "throttle", "suspend", "expire" and "lift" (audit, metrics)."""
@@ -50,6 +89,7 @@ class AbuseMonitor:
         self.on_change = on_change
         self._subjects: OrderedDict[str, _Subject] = OrderedDict()
         self.restrictions: dict[str, Restriction] = {}
+        self._throttle_buckets: dict[str, TokenBucket] = {}  # a throttled subject's throttle_rpm
 
     def _subject(self, name: str, now: float) -> _Subject:
         subject = self._subjects.get(name)
@@ -74,6 +114,24 @@ class AbuseMonitor:
             return None
         return found
 
+    def hold(self, subject: str, now: float) -> Hold | None:
+        """Whether `subject`'s request is refused now; a throttled subject's allowed requests are taken here."""
+        restriction = self.restriction(subject, now)
+        if restriction is None:
+            self._throttle_buckets.pop(subject, None)
+            return None
+        if restriction.kind == "suspend":
+            return Hold(restriction, restriction.until - now)
+        bucket = self._throttle_buckets.setdefault(subject, TokenBucket(float(self.settings.throttle_rpm)))
+        wait = bucket.wait_s(1, now)
+        if wait > 0:
+            return Hold(restriction, wait)
+        bucket.take(1, now)
+        return None
+
+    async def check(self, subject: str, now: float) -> Hold | None:
+        return self.hold(subject, now)
+
     def lift(self, subject: str) -> Restriction | None:
         found = self.restrictions.pop(subject, None)
         if found is not None:
@@ -81,12 +139,15 @@ class AbuseMonitor:
         return found
 
     def observe_prompt(self, subject: str, tenant: str, prompt: str, now: float) -> None:
+        if self.settings.enabled:
+            self.observe_hashes(subject, tenant, prompt_hashes(prompt, self.settings.template_prefix_chars), now)
+
+    def observe_hashes(self, subject: str, tenant: str, hashes: tuple[str, str] | None, now: float) -> None:
         if not self.settings.enabled:
             return
         s = self._subject(subject, now)
-        cut = self.settings.template_prefix_chars
-        if len(prompt) > cut:
-            s.prompts.append((now, _h(prompt[:cut]), _h(prompt[cut:])))
+        if hashes is not None:
+            s.prompts.append((now, *hashes))
         s.events.append((now, "request"))
         self._judge(subject, tenant, s, now)
 

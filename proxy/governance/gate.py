@@ -21,10 +21,10 @@ from aiohttp import web
 
 from proxy.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RateLimited
 from proxy.exchange import Exchange
-from proxy.governance.abuse import AbuseMonitor, Restriction
+from proxy.governance.abuse import Abuse, AbuseMonitor, Restriction
 from proxy.governance.budgets import BudgetSettings, Charge, Ledger, MemoryLedger
 from proxy.governance.keys import KeyIndex, StoredKey
-from proxy.governance.limits import Grant, Limiter, Limits, MemoryLimiter, Refusal, TokenBucket, duration
+from proxy.governance.limits import Grant, Limiter, Limits, MemoryLimiter, Refusal, duration
 from proxy.governance.metrics import GovernanceMetrics
 from proxy.governance.pricing import Pricing, PricingSettings
 from proxy.governance.redis_limiter import RedisLimiter
@@ -82,8 +82,7 @@ class Governance:
         if settings.limiter == "redis":
             self.limiter = RedisLimiter(settings.redis_url, settings.redis_prefix, settings.redis_fail_open,
                                         lambda op: metrics.limiter_errors[op].inc())
-        self.abuse = AbuseMonitor(settings.abuse, self._restriction_changed)
-        self._throttle_buckets: dict[str, TokenBucket] = {}
+        self.abuse: Abuse = AbuseMonitor(settings.abuse, self._restriction_changed)
         self._config_keys: list[StoredKey] = []
         self._file_keys: list[StoredKey] = []
         self.index = KeyIndex([])
@@ -192,7 +191,7 @@ class Governance:
                     payload: dict[str, Any] | None) -> Admission:
         now = self.clock()
         tenant = self.settings.tenant(principal.tenant)
-        self._check_restriction(principal, now)
+        await self._check_restriction(principal, now)
         if model is not None and not self.may_use(principal, model):
             self._refuse(principal, "model_not_allowed")
             raise PermissionDenied(f"this key may not use the model '{model}'", param="model",
@@ -268,25 +267,20 @@ class Governance:
                 raise InvalidRequest(f"the prompt is about {estimate} tokens; this key allows at most "
                                      f"{tenant.max_context_tokens}", param="messages", code="context_length_exceeded")
 
-    def _check_restriction(self, principal: Principal, now: float) -> None:
-        restriction = self.abuse.restriction(principal.subject, now)
-        if restriction is None:
-            self._throttle_buckets.pop(principal.subject, None)
+    async def _check_restriction(self, principal: Principal, now: float) -> None:
+        """Asked of the abuse monitor (under --workers, the host's one in the supervisor: a round trip)."""
+        hold = await self.abuse.check(principal.subject, now)
+        if hold is None:
             return
-        retry = {"Retry-After": str(max(1, round(restriction.until - now)))}
+        restriction = hold.restriction
+        retry = {"Retry-After": str(max(1, round(hold.retry_after_s)))}
         if restriction.kind == "suspend":
             self._refuse(principal, "suspended")
             raise PermissionDenied(f"suspended for abuse ({restriction.reason}); lifts in "
                                    f"{duration(restriction.until - now)}", code="key_suspended", headers=retry)
-        bucket = self._throttle_buckets.setdefault(principal.subject,
-                                                   TokenBucket(float(self.settings.abuse.throttle_rpm)))
-        wait = bucket.wait_s(1, now)
-        if wait > 0:
-            self._refuse(principal, "throttled")
-            raise RateLimited(f"throttled for abuse ({restriction.reason}); {self.settings.abuse.throttle_rpm} "
-                              f"requests a minute until it lifts", code="abuse_throttled",
-                              headers={"Retry-After": str(max(1, round(wait)))})
-        bucket.take(1, now)
+        self._refuse(principal, "throttled")
+        raise RateLimited(f"throttled for abuse ({restriction.reason}); {self.settings.abuse.throttle_rpm} "
+                          f"requests a minute until it lifts", code="abuse_throttled", headers=retry)
 
     def _refuse(self, principal: Principal, reason: str) -> None:
         self.metrics.refusals.labels(principal.tenant, reason).inc()

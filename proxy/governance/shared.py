@@ -7,6 +7,15 @@ asks it (`SharedLimiter`, one round trip per admission). A worker that dies give
 concurrency slots back at once (end of its stream), not after a TTL. Redis stays the answer for
 several hosts. The same connection answers readiness (`status`) and carries the supervisor's own
 metrics (`metrics`).
+
+Abuse state has the same one owner: the supervisor's `AbuseMonitor` hears every worker's
+observations (one-way frames, in each worker's order) and answers each admission's check (one
+round trip), so a subject spread over N workers is throttled as soon as one process would throttle
+it. Exact by ordering: a worker sends an observation before its answer's last byte, so it is in
+the supervisor's socket before the client's next request reaches any worker; the supervisor
+yields once before answering a check, so every frame already readable is judged first. Changes
+are pushed to every worker (`ABUSE_CHANGE`): their copy serves `GET /admin/abuse` and the
+gauge, and the worker whose frame caused a change audits and counts it, once for the host.
 """
 
 from __future__ import annotations
@@ -17,14 +26,29 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from proxy.governance.abuse import AbuseMonitor, Hold, Restriction, prompt_hashes
 from proxy.governance.limits import Grant, Limits, MemoryLimiter, Refusal
-from proxy.telemetry.wire import ADMIT, METRICS, READY, SETTLE, STATUS, FrameError, Link, Peer, read_frame
+from proxy.governance.settings import AbuseSettings
+from proxy.telemetry.wire import (
+    ABUSE,
+    ABUSE_CHANGE,
+    ADMIT,
+    METRICS,
+    READY,
+    RELOAD,
+    SETTLE,
+    STATUS,
+    FrameError,
+    Link,
+    Peer,
+    read_frame,
+)
 
 log = logging.getLogger("warden.governance.shared")
 
@@ -33,14 +57,20 @@ class HubServer:
     """The supervisor's side: the host's limiter, and what it knows of its processes."""
 
     def __init__(self, socket_path: Path, status: Callable[[], dict[str, Any]],
-                 metrics: Callable[[], str], on_ready: Callable[[int], None]) -> None:
+                 metrics: Callable[[], str], on_ready: Callable[[int], None], *,
+                 abuse: AbuseSettings | None = None, on_reload: Callable[[int], None] = lambda index: None) -> None:
+        """`on_reload(index)`: worker `index` reloaded its config (an admin call); the others should too."""
         self.socket_path = socket_path
         self.limiter = MemoryLimiter()
+        self.abuse = AbuseMonitor(abuse or AbuseSettings(), self._abuse_changed)
         self._status = status
         self._metrics = metrics
         self._on_ready = on_ready
+        self._on_reload = on_reload
         self._server: asyncio.AbstractServer | None = None
         self._streams: set[asyncio.StreamWriter] = set()
+        self._peers: set[Peer] = set()
+        self._cause: Peer | None = None  # the peer whose frame is being judged: it audits what that changes
 
     async def start(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path))
@@ -55,11 +85,22 @@ class HubServer:
     async def _serve(self, reader: asyncio.StreamReader, stream: asyncio.StreamWriter) -> None:
         peer = Peer(stream)
         self._streams.add(stream)
+        self._peers.add(peer)
         held: dict[str, str] = {}  # slot -> tenant: concurrency this worker holds
         try:
             while True:
                 kind, body = await read_frame(reader)
-                if kind == ADMIT:
+                if kind == ABUSE:
+                    if body[1] == "check":
+                        await asyncio.sleep(0)  # what other workers already sent is judged first
+                    self._cause = peer
+                    try:
+                        answer = self._abuse(*body[1:])
+                    finally:
+                        self._cause = None
+                    if body[0]:
+                        peer.reply(body[0], True, answer)
+                elif kind == ADMIT:
                     peer.reply(body[0], True, self._admit(held, *body[1:]))
                 elif kind == SETTLE:
                     tenant, slot, charged, used = body
@@ -71,14 +112,41 @@ class HubServer:
                     peer.reply(body[0], True, self._metrics())
                 elif kind == READY:
                     self._on_ready(int(body))
+                elif kind == RELOAD:
+                    self._on_reload(int(body))
         except (asyncio.IncompleteReadError, ConnectionError, FrameError, OSError):
             pass
         finally:
             self._streams.discard(stream)
+            self._peers.discard(peer)
             now = time.monotonic()
             for slot, tenant in held.items():  # a worker gone (crash or stop): its slots are free again
                 self.limiter.release(Grant(tenant, slot, {}, False), 0, 0, now)
             stream.close()
+
+    def _abuse(self, op: str, *args: Any) -> Any:
+        monitor = self.abuse
+        if op == "check":
+            hold = monitor.hold(*args)
+            return None if hold is None else (astuple(hold.restriction), hold.retry_after_s)
+        if op == "prompt":
+            subject, tenant, hashes, now = args
+            monitor.observe_hashes(subject, tenant, tuple(hashes) if hashes else None, now)
+        elif op == "outcome":
+            monitor.observe_outcome(*args)
+        elif op == "refused":
+            monitor.observe_refused(*args)
+        elif op == "lift":
+            monitor.lift(*args)
+        elif op == "settings":
+            monitor.settings = AbuseSettings.model_validate(args[0])
+        elif op == "list":
+            return [astuple(r) for r in monitor.restrictions.values()]
+        return None
+
+    def _abuse_changed(self, action: str, restriction: Restriction) -> None:
+        for peer in self._peers:
+            peer.send(ABUSE_CHANGE, (action, astuple(restriction), peer is self._cause))
 
     def _admit(self, held: dict[str, str], tenant: str, rpm: int | None, tpm: int | None, concurrency: int | None,
                charge: int, slot: str) -> tuple[Any, ...]:
@@ -96,9 +164,15 @@ class HubLink:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.link: Link | None = None
+        self.pushed: dict[int, Callable[[Any], None]] = {}  # frame kind -> who hears the supervisor's pushes
 
     async def open(self) -> None:
-        self.link = await Link.connect(str(self.path))
+        self.link = await Link.connect(str(self.path), on_frame=self._pushed)
+
+    def _pushed(self, kind: int, body: Any) -> None:
+        handler = self.pushed.get(kind)
+        if handler is not None:
+            handler(body)
 
     async def request(self, kind: int, *body: Any, timeout_s: float = 5.0) -> Any:
         if self.link is None or not self.link.open:
@@ -145,6 +219,74 @@ class SharedLimiter:
         pass  # the link belongs to the worker (proxy/app/worker.py)
 
 
+class SharedAbuse:
+    """A worker's `Abuse`: observations and checks go to the supervisor's one monitor; `restrictions` is a
+    copy kept current by its pushes (for the admin API and the gauge)."""
+
+    def __init__(self, hub: HubLink, settings: AbuseSettings, on_change: Callable[[str, Restriction], None]) -> None:
+        self.hub = hub
+        self.on_change = on_change
+        self.restrictions: dict[str, Restriction] = {}
+        self._settings = settings
+        hub.pushed[ABUSE_CHANGE] = self._changed
+
+    async def attach(self) -> None:
+        """Our settings to the owner, and what is in force now (a restarted worker starts with the host's view)."""
+        self.settings = self._settings
+        for fields in await self.hub.request(ABUSE, "list"):
+            restriction = Restriction(*fields)
+            self.restrictions[restriction.subject] = restriction
+
+    @property
+    def settings(self) -> AbuseSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: AbuseSettings) -> None:  # a reload: the owner judges by the new lines
+        self._settings = value
+        self.hub.send(ABUSE, (0, "settings", value.model_dump(mode="json")))
+
+    async def check(self, subject: str, now: float) -> Hold | None:
+        if not self._settings.enabled and not self.restrictions:
+            return None
+        try:
+            answer = await self.hub.request(ABUSE, "check", subject, now, timeout_s=2.0)
+        except (ConnectionError, TimeoutError) as exc:  # the limiter refuses meanwhile (it asks the same owner)
+            log.warning("the supervisor's abuse monitor is unreachable (%s): not checked", exc)
+            return None
+        return None if answer is None else Hold(Restriction(*answer[0]), float(answer[1]))
+
+    def observe_prompt(self, subject: str, tenant: str, prompt: str, now: float) -> None:
+        if self._settings.enabled:
+            hashes = prompt_hashes(prompt, self._settings.template_prefix_chars)
+            self.hub.send(ABUSE, (0, "prompt", subject, tenant, hashes, now))
+
+    def observe_outcome(self, subject: str, tenant: str, action: str, labels: list[str], now: float) -> None:
+        if self._settings.enabled:
+            self.hub.send(ABUSE, (0, "outcome", subject, tenant, action, labels, now))
+
+    def observe_refused(self, subject: str, tenant: str, now: float) -> None:
+        if self._settings.enabled:
+            self.hub.send(ABUSE, (0, "refused", subject, tenant, now))
+
+    def lift(self, subject: str) -> Restriction | None:
+        """Lifted here at once, and for the host by the owner, whose push makes this worker audit it."""
+        found = self.restrictions.pop(subject, None)
+        if found is not None:
+            self.hub.send(ABUSE, (0, "lift", subject))
+        return found
+
+    def _changed(self, body: Any) -> None:
+        action, fields, ours = body
+        restriction = Restriction(*fields)
+        if action in ("throttle", "suspend"):
+            self.restrictions[restriction.subject] = restriction
+        else:
+            self.restrictions.pop(restriction.subject, None)
+        if ours:
+            self.on_change(action, restriction)
+
+
 @dataclass(frozen=True)
 class WorkerRole:
     """What a proxy worker started by the supervisor knows of its place: its number, its siblings, the sockets."""
@@ -153,6 +295,7 @@ class WorkerRole:
     workers: int
     run_dir: Path
     hub: HubLink
+    admin_fd: int | None = None  # worker 0's copy of the supervisor's admin socket (admin.listen)
 
     def sibling_socket(self, index: int) -> Path:
         return self.run_dir / f"worker-{index}.sock"
