@@ -22,6 +22,7 @@ from proxy.governance.pricing import PricingSettings
 from proxy.governance.settings import GovernanceSettings
 from proxy.policy.settings import DetectorSettings, PolicySettings
 from proxy.review.settings import ReviewSettings
+from proxy.sealing import EncryptionSettings
 from proxy.section import Section
 from proxy.telemetry.settings import TelemetrySettings
 
@@ -123,6 +124,7 @@ class WardenSettings(BaseSettings):
     cache: CacheSettings = CacheSettings()  # off by default (docs/cache.md)
     review: ReviewSettings = ReviewSettings()  # off until enabled with reviewers (docs/review.md)
     drift: DriftSettings = DriftSettings()  # off until enabled; needs a scanner embedder (docs/drift.md)
+    encryption: EncryptionSettings = EncryptionSettings()  # at rest; off by default (docs/deploy.md)
 
     @classmethod
     def settings_customise_sources(

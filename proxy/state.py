@@ -19,6 +19,7 @@ from proxy.headers import RequestIds
 from proxy.metrics import ProxyMetrics
 from proxy.policy.service import PolicyService
 from proxy.relay import Relay
+from proxy.sealing import Sealer
 from proxy.settings import WardenSettings
 from proxy.telemetry import TelemetryWriter
 from proxy.tracing.spans import Tracing
@@ -49,6 +50,8 @@ class ProxyState:
     # Managed model server replicas while any group is `managed`; canary rollouts (proxy/codeploy/).
     managed: CoDeploy | None = None
     rollouts: RolloutController | None = None
+    # The data key ring while encryption at rest is on (proxy/sealing.py); every store seals with it.
+    sealer: Sealer | None = None
     # Asked before each chat or completion request is forwarded; review, drift and cache watch through them.
     observers: list[Observer] = field(default_factory=list)
     # Set by the client-session cleanup context, which owns both clients' lifetimes: the relay's

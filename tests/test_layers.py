@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
      "proxy.telemetry", "proxy.metrics", "proxy.localmodel"),
     ("proxy.upstream",),
     ("proxy.exchange", "proxy.taps", "proxy.wire", "proxy.section", "proxy.errors", "proxy.headers",
-     "proxy.tasks", "proxy.lightmetrics", "proxy.tracing"),
+     "proxy.tasks", "proxy.lightmetrics", "proxy.tracing", "proxy.sealing"),
     ("detectors", "drift"),
 ]
 WINGS = LAYERS[6]

@@ -21,6 +21,7 @@ from proxy.cache.service import ResponseCache
 from proxy.policy.audit_sink import detections_sink
 from proxy.policy.build import build_policy
 from proxy.policy.metrics import PolicyMetrics
+from proxy.sealing import load_sealer
 from proxy.state import ProxyState
 from proxy.tasks import TaskOwner
 from proxy.telemetry import TelemetryWriter
@@ -34,6 +35,19 @@ from proxy.upstream.http1 import Http1Client
 log = logging.getLogger("warden.app")
 
 Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+def sealing_ctx(state: ProxyState) -> Context:
+    """The data key ring, read once before any store opens: a missing or bad key stops the start here."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        state.sealer = await asyncio.to_thread(load_sealer, state.settings.encryption)  # a file or a KMS command
+        try:
+            yield
+        finally:
+            state.sealer = None
+
+    return ctx
 
 
 def client_session_ctx(state: ProxyState) -> Context:
@@ -135,8 +149,9 @@ def telemetry_ctx(state: ProxyState, worker: int | None = None) -> Context:
         if not state.settings.telemetry.enabled:
             yield
             return
-        writer = TelemetryWriter(state.settings.telemetry, state.registry) if worker is None else \
-            RemoteWriter(state.settings.telemetry, state.registry, worker)
+        sealer = state.sealer
+        writer = TelemetryWriter(state.settings.telemetry, state.registry, sealer=sealer) if worker is None else \
+            RemoteWriter(state.settings.telemetry, state.registry, worker, sealer=sealer)
         await writer.start()
         state.telemetry = writer
         listener = health_listener(writer.emit)
@@ -178,7 +193,7 @@ def cache_ctx(state: ProxyState) -> Context:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         background = TaskOwner("cache")  # stores answers after their exchange ended
         emit = state.telemetry.emit if state.telemetry is not None else None
-        state.cache = ResponseCache(state.settings.cache, state.registry, background, emit)
+        state.cache = ResponseCache(state.settings.cache, state.registry, background, emit, sealer=state.sealer)
         try:
             yield
         finally:

@@ -33,7 +33,7 @@ async def _monitor(state: ProxyState, settings: DriftSettings) -> DriftMonitor:
         if writer is None or writer.store is None:
             raise RuntimeError("drift.reference.source is clickhouse, but the telemetry store is not reachable")
         pinned = await load_clickhouse(writer.store, writer.target.qualified("drift_samples"), ref.start, ref.end,
-                                       ref.size)
+                                       ref.size, state.sealer)
     for key, reference in pinned.items():
         monitor.pin(key, reference)
     log.info("drift: %d pinned reference stream(s); others use their first %d rows", len(pinned), ref.size)
@@ -55,7 +55,7 @@ def drift_ctx(state: ProxyState) -> Callable[[web.Application], AsyncIterator[No
         metrics = FeedMetrics(state.registry)
         feed = DriftFeed(settings, metrics)
         emit = state.telemetry.emit if state.telemetry is not None else None
-        sink = DriftSink(state.registry, emit, settings.tests.min_votes, feed.queue.qsize)
+        sink = DriftSink(state.registry, emit, settings.tests.min_votes, feed.queue.qsize, state.sealer)
         runner = DriftRunner(settings, await _monitor(state, settings), feed.queue, scanner, sink, metrics)
         runner.start()
         state.observers.append(feed.observe)

@@ -19,6 +19,7 @@ from proxy.app.contexts import (
     health_ctx,
     policy_ctx,
     scanner_ctx,
+    sealing_ctx,
     telemetry_ctx,
     tracing_ctx,
 )
@@ -48,6 +49,7 @@ def contexts(state: ProxyState, role: WorkerRole | None = None) -> list[Context]
     cache = [cache_ctx(state)] if state.settings.cache.enabled else []
     shared = [shared_limits_ctx(state, role), sibling_metrics_ctx(state, role)] if role is not None else []
     return [
+        sealing_ctx(state),  # the data key ring before any store opens (encryption at rest; a bad key stops here)
         tracing_ctx(state),  # spans of every request, shutdown's included, leave before the provider stops
         telemetry_ctx(state, role.index if role is not None else None),  # first in, last out: it records to the end
         governance_ctx(state),

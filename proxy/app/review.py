@@ -38,14 +38,19 @@ def review_context(state: ProxyState) -> Callable[[web.Application], AsyncIterat
             yield
             return
 
+        sealer = state.sealer
+
         def emit(table: str, row: dict[str, Any]) -> None:
+            if sealer is not None and table == "review_samples":  # text columns sealed in ClickHouse too
+                for column in ("prompt", "output"):
+                    row[column] = sealer.seal_str(row[column], f"review_samples/{row['sample_id']}/{column}".encode())
             if state.telemetry is not None:  # read at call time: the writer may be off
                 state.telemetry.emit(table, row)
 
         rules = [(r.detector, r.label, r.threshold) for r in state.settings.policy.rules]
         metrics = ReviewMetrics(state.registry, state.metrics.model_label)
-        service = ReviewService(holder.settings, SQLiteStore(holder.settings.db_path), emit, policy_thresholds(rules),
-                                metrics=metrics)
+        store = SQLiteStore(holder.settings.db_path, sealer)
+        service = ReviewService(holder.settings, store, emit, policy_thresholds(rules), metrics=metrics)
         await service.start()
         restarts = TaskRestarts([service.tasks])
         state.registry.register(restarts)

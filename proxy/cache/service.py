@@ -23,6 +23,7 @@ from proxy.cache.settings import CacheSettings
 from proxy.cache.store import Entry, MemoryStore, Store
 from proxy.exchange import Exchange
 from proxy.policy.service import TransformFactory
+from proxy.sealing import Sealer
 from proxy.tasks import TaskOwner
 from proxy.upstream import Group
 
@@ -40,11 +41,12 @@ CACHE_STATUS = web.RequestKey("warden_cache_status", str)  # for answers the rel
 
 class ResponseCache:
     def __init__(self, settings: CacheSettings, registry: CollectorRegistry, background: TaskOwner,
-                 emit: Emit | None = None, store: Store | None = None) -> None:
+                 emit: Emit | None = None, store: Store | None = None, sealer: Sealer | None = None) -> None:
         self.settings = settings
         self.metrics = CacheMetrics(registry, self._sizes)
         if store is None and settings.store == "redis":
-            store = RedisStore(settings.redis_url, settings.ttl_s, settings.redis_prefix, self.metrics.store_error)
+            store = RedisStore(settings.redis_url, settings.ttl_s, settings.redis_prefix, self.metrics.store_error,
+                               sealer=sealer)  # the memory store is not sealed: it is not at rest
         self.store = store or MemoryStore(settings.max_bytes, settings.ttl_s, on_evict=self.metrics.evicted)
         self.background = background
         self.emit = emit

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from proxy.control.datakey import add_data_key_parsers, cmd_data_key
 from proxy.governance.budgets import BudgetSettings
 from proxy.governance.keys import KeysFile, digest
 from proxy.governance.settings import valid_name
@@ -26,6 +27,8 @@ examples:
   warden keys revoke 3f2a9c01d4e5 --config warden.yaml
   echo -n "$TOKEN" | warden keys hash
       the SHA-256 for a key or admin token written into the config file
+  warden keys new-data-key; warden keys rotate-data-key --config warden.yaml
+      encryption at rest: a fresh data key; re-seal the stores under the ring's first key
 """
 
 
@@ -73,6 +76,9 @@ def _terms(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    data_key = cmd_data_key(args)
+    if data_key is not None:
+        return data_key
     if args.action == "hash":
         key = sys.stdin.read().strip()
         if not key:
@@ -137,4 +143,5 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     revoke = actions.add_parser("revoke", parents=[where], help="stop a key for good")
     revoke.add_argument("key_id")
     actions.add_parser("hash", help="SHA-256 of a key or admin token read from stdin (for the config file)")
+    add_data_key_parsers(actions)
     keys.set_defaults(func=cmd_keys)

@@ -1,19 +1,32 @@
 """Where a window's result goes: rows for ClickHouse (one per statistic, plus the verdict and the
-reservoir sample) and the latest values per stream for Prometheus, read at scrape time."""
+reservoir sample) and the latest values per stream for Prometheus, read at scrape time.
+
+With encryption at rest the reservoir's embeddings are sealed (an embedding can be inverted back
+towards its text): `embedding` stays empty and `attrs['sealed_embedding']` holds the float32
+vector sealed under the data key, bound to its model and stream; reference.py opens it. That is
+~3 us a row, 32 rows once per window, so it runs where the window is published.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from drift import WindowResult
+from proxy.sealing import Sealer
 
 Emit = Callable[[str, dict[str, Any]], None]
 LABELS = ["model", "stream"]
+SEALED_EMBEDDING = "sealed_embedding"
+
+
+def embedding_aad(model: str, stream: str) -> bytes:
+    return f"drift_samples/{model}/{stream}".encode()
 
 
 def window_rows(result: WindowResult, min_votes: int) -> list[dict[str, Any]]:
@@ -32,19 +45,27 @@ def window_rows(result: WindowResult, min_votes: int) -> list[dict[str, Any]]:
     return rows
 
 
-def sample_rows(result: WindowResult) -> list[dict[str, Any]]:
+def sample_rows(result: WindowResult, sealer: Sealer | None = None) -> list[dict[str, Any]]:
     job = result.job
-    return [{"ts": int(job.window_end * 1000), "window_start": int(job.window_start * 1000), "model": job.key.model,
+    rows = [{"ts": int(job.window_end * 1000), "window_start": int(job.window_start * 1000), "model": job.key.model,
              "stream": job.key.stream, "reference_id": job.reference.id, "embedding": [float(v) for v in row],
              "attrs": {"window": str(job.index)}} for row in job.samples]
+    if sealer is not None:
+        aad = embedding_aad(job.key.model, job.key.stream)
+        for row, vector in zip(rows, job.samples, strict=True):
+            row["embedding"] = []
+            row["attrs"] = {"window": str(job.index), SEALED_EMBEDDING: sealer.seal_to_text(
+                np.asarray(vector, dtype="<f4").tobytes(), aad)}
+    return rows
 
 
 class DriftSink(Collector):
     """Keeps the last window of each stream (bounded by the monitor's stream cap) and serves it as gauges."""
 
     def __init__(self, registry: CollectorRegistry, emit: Emit | None, min_votes: int,
-                 queue_depth: Callable[[], int]) -> None:
+                 queue_depth: Callable[[], int], sealer: Sealer | None = None) -> None:
         self.emit = emit
+        self.sealer = sealer
         self.min_votes = min_votes
         self.queue_depth = queue_depth
         self._latest: dict[tuple[str, str], WindowResult] = {}
@@ -58,7 +79,7 @@ class DriftSink(Collector):
         if self.emit is not None:
             for row in window_rows(result, self.min_votes):
                 self.emit("drift_windows", row)
-            for row in sample_rows(result):
+            for row in sample_rows(result, self.sealer):
                 self.emit("drift_samples", row)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:

@@ -8,6 +8,11 @@ The file holds reviewers' text (raw outputs too, when `raw_text` is on) and pass
 it is made 0600 in 0700 directories with explicit modes, whatever the umask: the file is
 created before SQLite opens it, and SQLite gives its -wal and -shm files the database's mode
 (they are chmodded too, in case they predate this).
+
+With encryption at rest (proxy/sealing.py) the text columns (prompt, output, raw output,
+findings, whose explanations may quote the text) hold sealed BLOBs, bound to their item and
+column; sealing and opening run on the store's thread like every other call. Rows written before
+encryption was on stay readable as text until `warden keys rotate-data-key` seals them.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -26,8 +32,10 @@ from typing import Any, TypeVar
 
 from proxy.review.estimates import Reviewed, outcome_of
 from proxy.review.store import EstimateInputs, Filters, Item, Label, findings_from_json
+from proxy.sealing import Sealer, SealingError, kid_of, refuse_sealed_without_key
 
 T = TypeVar("T")
+log = logging.getLogger("warden.review.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -72,6 +80,11 @@ def _private_file(path: Path) -> None:
             os.chmod(f"{path}{suffix}", 0o600)
 
 
+SEALED = ("prompt", "output", "raw_output", "findings")
+# The key ids in use, read from the envelopes (bytes 5-12 of each sealed BLOB), for the start-up check.
+_KIDS = " UNION ".join(f"SELECT DISTINCT hex(substr({c}, 5, 8)) FROM items WHERE typeof({c}) = 'blob'" for c in SEALED)
+
+
 def _filter_sql(filters: Filters) -> tuple[str, list[Any]]:
     sql, args = "", list[Any]()
     if filters.stratum:
@@ -84,8 +97,9 @@ def _filter_sql(filters: Filters) -> tuple[str, list[Any]]:
 
 
 class SQLiteStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, sealer: Sealer | None = None) -> None:
         self.path = path
+        self.sealer = sealer
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warden-review-db")
         self._db: sqlite3.Connection | None = None
 
@@ -109,6 +123,11 @@ class SQLiteStore:
             if self.path != ":memory:":
                 _private_file(Path(self.path))  # the -wal and -shm files exist now
             db.isolation_level = "DEFERRED"
+            try:
+                self._check_keys(db)
+            except SealingError:
+                db.close()
+                raise
             self._db = db
 
         await asyncio.get_running_loop().run_in_executor(self._io, connect)
@@ -122,15 +141,75 @@ class SQLiteStore:
         await asyncio.get_running_loop().run_in_executor(self._io, disconnect)
         self._io.shutdown(wait=True)
 
+    # -- sealing (on the store's thread) -------------------------------------------------------
+
+    def _check_keys(self, db: sqlite3.Connection) -> None:
+        """A wrong or missing data key stops the start, naming the key ids the records need."""
+        kids = [str(k).lower() for (k,) in db.execute(_KIDS)]
+        where = f"the review store {self.path}"
+        if self.sealer is None:
+            refuse_sealed_without_key(kids, where)
+            return
+        self.sealer.check(kids, where)
+        plain = db.execute("SELECT count(*) FROM items WHERE typeof(prompt) = 'text'").fetchone()[0]
+        if plain:
+            log.warning("%s: %d item(s) from before encryption was on are still plaintext; "
+                        "`warden keys rotate-data-key` seals them", where, plain)
+
+    def _seal(self, item_id: str, column: str, value: str | None) -> str | bytes | None:
+        if value is None or self.sealer is None:
+            return value
+        return self.sealer.seal_text(value, f"review/{item_id}/{column}".encode())
+
+    def _open(self, item_id: str, column: str, value: str | bytes | None) -> str | None:
+        if not isinstance(value, bytes):
+            return value
+        if self.sealer is None:
+            raise SealingError(f"the review store {self.path} holds sealed text but encryption is off")
+        return self.sealer.open_text(value, f"review/{item_id}/{column}".encode())
+
     async def add(self, item: Item, raw_output: str | None) -> None:
-        row = (item.id, item.created, item.request_id, item.tenant, item.model, item.route, item.backend,
-               item.model_version, item.stratum, item.probability, item.verdict, item.prompt, item.output, raw_output,
-               item.findings_json(), "," + ",".join(item.detectors) + ",", item.template_id, item.template_version,
-               item.required)
-        await self._run(lambda db: db.execute(
-            "INSERT INTO items (id, created, request_id, tenant, model, route, backend, model_version, stratum, "
-            "probability, verdict, prompt, output, raw_output, findings, detectors, template_id, template_version, "
-            "required) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row))
+        def insert(db: sqlite3.Connection) -> None:
+            seal = self._seal
+            row = (item.id, item.created, item.request_id, item.tenant, item.model, item.route, item.backend,
+                   item.model_version, item.stratum, item.probability, item.verdict,
+                   seal(item.id, "prompt", item.prompt), seal(item.id, "output", item.output),
+                   seal(item.id, "raw_output", raw_output), seal(item.id, "findings", item.findings_json()),
+                   "," + ",".join(item.detectors) + ",", item.template_id, item.template_version, item.required)
+            db.execute(
+                "INSERT INTO items (id, created, request_id, tenant, model, route, backend, model_version, stratum, "
+                "probability, verdict, prompt, output, raw_output, findings, detectors, template_id, "
+                "template_version, required) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+
+        await self._run(insert)
+
+    async def key_ids(self) -> Counter[str]:
+        """Items per key id that sealed them (`plaintext` for unsealed ones): what rotation still has to do."""
+        def count(db: sqlite3.Connection) -> Counter[str]:
+            return Counter(kid_of(p) if isinstance(p, bytes) else "plaintext"
+                           for (p,) in db.execute("SELECT prompt FROM items"))
+
+        return await self._run(count)
+
+    async def reseal(self, batch: int = 200) -> int:
+        """Re-seal up to `batch` items not under the current key; 0 when none is left. One short transaction."""
+        sealer = self.sealer
+        if sealer is None:
+            raise SealingError("re-sealing needs encryption.enabled and the data key")
+        current = bytes.fromhex(sealer.current)
+
+        def reseal(db: sqlite3.Connection) -> int:
+            stale = " OR ".join(f"(typeof({c}) = 'text' OR (typeof({c}) = 'blob' AND substr({c}, 5, 8) != ?1))"
+                                for c in SEALED)
+            rows = db.execute(f"SELECT id, {', '.join(SEALED)} FROM items WHERE {stale} LIMIT {int(batch)}",
+                              (current,)).fetchall()
+            for item_id, *values in rows:
+                fresh = [self._seal(item_id, c, self._open(item_id, c, v)) for c, v in zip(SEALED, values, strict=True)]
+                db.execute(f"UPDATE items SET {', '.join(c + ' = ?' for c in SEALED)} WHERE id = ?",
+                           (*fresh, item_id))
+            return len(rows)
+
+        return await self._run(reseal)
 
     async def add_counts(self, counts: Counter[tuple[str, str]]) -> None:
         rows = [(model, stratum, n) for (model, stratum), n in counts.items()]
@@ -138,10 +217,11 @@ class SQLiteStore:
             "INSERT INTO traffic (model, stratum, seen) VALUES (?, ?, ?) "
             "ON CONFLICT (model, stratum) DO UPDATE SET seen = seen + excluded.seen", rows))
 
-    @staticmethod
-    def _item(db: sqlite3.Connection, row: tuple[Any, ...]) -> Item:
+    def _item(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> Item:
         (item_id, created, request_id, tenant, model, route, backend, version, stratum, pi, verdict, prompt, output,
          findings, template_id, template_version, required, has_raw, lease_owner, lease_until) = row
+        prompt, output = self._open(item_id, "prompt", prompt) or "", self._open(item_id, "output", output) or ""
+        findings = self._open(item_id, "findings", findings) or ""
         item = Item(item_id, created, request_id, tenant, model, route, backend, version, stratum, pi, verdict, prompt,
                     output, findings=findings_from_json(findings), template_id=template_id or "",
                     template_version=template_version or "", required=required, has_raw=bool(has_raw),
@@ -212,7 +292,7 @@ class SQLiteStore:
     async def raw_output(self, item_id: str) -> str | None:
         def raw(db: sqlite3.Connection) -> str | None:
             row = db.execute("SELECT raw_output FROM items WHERE id = ?", (item_id,)).fetchone()
-            return None if row is None else str(row[0]) if row[0] is not None else None
+            return None if row is None else self._open(item_id, "raw_output", row[0])
 
         return await self._run(raw)
 
@@ -228,7 +308,8 @@ class SQLiteStore:
             for item_id, model, stratum, pi, findings in db.execute(
                     "SELECT id, model, stratum, probability, findings FROM items"):
                 mine = labels.get(item_id, [])
-                fired = frozenset(f.detector for f in findings_from_json(findings) if f.action != "allow")
+                opened = self._open(item_id, "findings", findings) or ""
+                fired = frozenset(f.detector for f in findings_from_json(opened) if f.action != "allow")
                 items.append(Reviewed(model, stratum, pi, outcome_of(mine), fired))
                 if len(mine) >= 2:
                     pairs.append((mine[0], mine[1]))

@@ -29,6 +29,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from proxy.sealing import EncryptionSettings, Sealer, SealingError, load_sealer
 from proxy.tasks import TaskOwner
 from proxy.telemetry.commands import QueryRefused, format_json, format_table, read_query
 from proxy.telemetry.settings import TelemetrySettings
@@ -155,13 +156,13 @@ class TelemetryServer:
 
 
 async def serve_telemetry(settings: TelemetrySettings, socket_path: Path, *, stop: asyncio.Event | None = None,
-                          on_ready: Callable[[], None] | None = None) -> None:
+                          on_ready: Callable[[], None] | None = None, sealer: Sealer | None = None) -> None:
     """Run until `stop` (SIGTERM, or the supervisor gone): then flush every row to the store or spool."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     registry = CollectorRegistry()
-    writer = TelemetryWriter(settings, registry)
+    writer = TelemetryWriter(settings, registry, sealer=sealer)
     await writer.start()
     server = TelemetryServer(writer, socket_path, registry)
     watch = TaskOwner("telemetry-parent")
@@ -194,17 +195,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings-json", required=True, help="the telemetry section, as JSON")
     parser.add_argument("--socket", required=True)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--encryption-json", help="the encryption section, as JSON: this process reads the "
+                        "data key itself (its own environment, file or KMS command) to seal its spool")
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = TelemetrySettings.model_validate_json(args.settings_json)
+    encryption = EncryptionSettings.model_validate_json(args.encryption_json or "{}")
+    try:
+        sealer = load_sealer(encryption)  # before the loop runs: a KMS command may take a while
+    except SealingError as exc:
+        log.error("telemetry process not started: %s", exc)
+        return 2
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the supervisor's: it stops us last
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve_telemetry(settings, Path(args.socket)))
+        asyncio.run(serve_telemetry(settings, Path(args.socket), sealer=sealer))
     else:
-        uvloop.run(serve_telemetry(settings, Path(args.socket)))
+        uvloop.run(serve_telemetry(settings, Path(args.socket), sealer=sealer))
     return 0
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from proxy.sealing import Sealer
 from proxy.tasks import TaskOwner
 from proxy.telemetry.commands import telemetry_socket
 from proxy.telemetry.settings import TelemetrySettings
@@ -65,9 +66,9 @@ class RemoteWriter(TelemetryWriter):
     metrics_prefix = "warden_telemetry_handoff"
 
     def __init__(self, settings: TelemetrySettings, registry: CollectorRegistry, worker: int,
-                 socket_path: Path | None = None) -> None:
+                 socket_path: Path | None = None, sealer: Sealer | None = None) -> None:
         local = settings.model_copy(update={"spool_dir": str(worker_spool(settings, worker)), "auto_migrate": False})
-        super().__init__(local, registry, connect=self._open_link)
+        super().__init__(local, registry, connect=self._open_link, sealer=sealer)  # the worker's spool sealed too
         self.socket_path = socket_path or telemetry_socket(settings)
         self._epoch = 0
         self._turn: list[tuple[str, Row]] = []

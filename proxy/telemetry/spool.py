@@ -16,6 +16,10 @@ operation without locks. Fully replayed segments are deleted, which is what free
 
 Spooled rows are prompts, outputs and audit events, so the directory is 0700 and every file in
 it 0600, with explicit modes whatever the process umask (`_private_dir`, `_open_private`).
+With encryption at rest (proxy/sealing.py) a record's compressed batch is sealed (magic `WSP2`,
+the CRC over the sealed bytes), compressed first because ciphertext does not compress. Opening
+a spool checks that every sealed record's key id is in the ring, so a wrong key stops the start
+instead of failing at replay; records from before encryption was on still replay.
 """
 
 from __future__ import annotations
@@ -27,13 +31,18 @@ import logging
 import os
 import struct
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from proxy.sealing import KID_BYTES, Sealer, SealingError, refuse_sealed_without_key
+
 log = logging.getLogger("warden.telemetry.spool")
 
 MAGIC = b"WSP1"
+SEALED_MAGIC = b"WSP2"  # the payload is a sealed envelope of the compressed batch
+_AAD = b"warden telemetry spool"
 HEADER = struct.Struct(">4sII")
 Pos = tuple[int, int]  # (segment number, byte offset)
 
@@ -65,11 +74,14 @@ class Record:
     blob: bytes
 
 
-def encode(entry: Entry) -> bytes:
+def encode(entry: Entry, sealer: Sealer | None = None) -> bytes:
     body = {"id": entry.id, "table": entry.table, "names": entry.names, "columns": entry.columns,
             "attempted": entry.attempted}
     payload = zlib.compress(json.dumps(body, separators=(",", ":"), default=str).encode(), 1)
-    return HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+    magic = MAGIC
+    if sealer is not None:
+        payload, magic = sealer.seal(payload, _AAD), SEALED_MAGIC
+    return HEADER.pack(magic, len(payload), zlib.crc32(payload)) + payload
 
 
 def _read_blob(f: BinaryIO) -> bytes | None:
@@ -78,7 +90,7 @@ def _read_blob(f: BinaryIO) -> bytes | None:
     if len(header) < HEADER.size:
         return None
     magic, length, crc = HEADER.unpack(header)
-    if magic != MAGIC:
+    if magic not in (MAGIC, SEALED_MAGIC):
         return None
     payload = f.read(length)
     if len(payload) < length or zlib.crc32(payload) != crc:
@@ -103,16 +115,44 @@ def _open_private(path: Path, mode: str) -> BinaryIO:
     return cast(BinaryIO, os.fdopen(fd, mode))
 
 
-def decode(blob: bytes) -> Entry:
-    body = json.loads(zlib.decompress(blob[HEADER.size:]))
+def decode(blob: bytes, sealer: Sealer | None = None) -> Entry:
+    payload = blob[HEADER.size:]
+    if blob[:len(SEALED_MAGIC)] == SEALED_MAGIC:
+        if sealer is None:
+            raise SealingError("a sealed spool record, but encryption is off")
+        payload = sealer.open(payload, _AAD)
+    body = json.loads(zlib.decompress(payload))
     return Entry(body["id"], body["table"], body["names"], body["columns"], bool(body.get("attempted")))
 
 
+def key_ids(paths: list[Path]) -> Counter[str]:
+    """Records per key id (`plaintext` for unsealed ones) in these spool files, read from the headers."""
+    counts: Counter[str] = Counter()
+    for path in (p for p in paths if p.exists()):
+        with path.open("rb") as f:
+            while len(header := f.read(HEADER.size)) == HEADER.size:
+                magic, length, _ = HEADER.unpack(header)
+                if magic == SEALED_MAGIC and length >= 4 + KID_BYTES:
+                    counts[f.read(4 + KID_BYTES)[4:].hex()] += 1
+                    f.seek(length - 4 - KID_BYTES, os.SEEK_CUR)
+                else:
+                    counts["plaintext"] += 1
+                    f.seek(length, os.SEEK_CUR)
+    return counts
+
+
+def spool_key_ids(directory: Path) -> Counter[str]:
+    """Every spool under `directory` (the workers' too), without taking their locks: for reports only."""
+    return key_ids(sorted(directory.rglob("seg-*.spool")) + sorted(directory.rglob("rejected.spool")))
+
+
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = 16 << 20) -> None:
+    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = 16 << 20,
+                 sealer: Sealer | None = None) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self.sealer = sealer
         _private_dir(directory)
         self._lock = _open_private(directory / "lock", "a+b")
         try:
@@ -127,6 +167,29 @@ class Spool:
         self.intent: dict[str, Any] | None = None
         self._load_cursor()
         self._repair_tail()
+        try:
+            self._check_keys()
+        except SealingError:
+            self.close()
+            raise
+
+    def encode(self, entry: Entry) -> bytes:
+        """A record in this spool's format: sealed when encryption at rest is on."""
+        return encode(entry, self.sealer)
+
+    def _check_keys(self) -> None:
+        """The key ids of every sealed record (headers only: nothing is decrypted) against the ring."""
+        counts = key_ids([self._path(n) for n in self._sizes] + [self.directory / "rejected.spool"])
+        plain = counts.pop("plaintext", 0)
+        kids = set(counts)
+        where = f"the telemetry spool {self.directory}"
+        if self.sealer is None:
+            refuse_sealed_without_key(kids, where)
+        else:
+            self.sealer.check(kids, where)
+            if plain:
+                log.warning("%s: %d record(s) from before encryption was on are plaintext; they replay as they are",
+                            where, plain)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -229,7 +292,7 @@ class Spool:
 
     def reject_rows(self, entry: Entry) -> None:
         """Rows cut from a batch because no store can take them (a lone surrogate, a wrong type)."""
-        self.reject(Record(entry, (0, 0), (0, 0), encode(entry)))
+        self.reject(Record(entry, (0, 0), (0, 0), self.encode(entry)))
 
     # -- reading and acknowledging -----------------------------------------------------------
 
@@ -251,7 +314,7 @@ class Spool:
                         log.error("spool segment %s is corrupt at byte %d; skipping its remainder",
                                   self._path(seg).name, off)
                         break
-                    entry = decode(blob)
+                    entry = decode(blob, self.sealer)
                     records.append(Record(entry, (seg, off), (seg, off + len(blob)), blob))
                     rows += entry.rows
                     off += len(blob)

@@ -29,13 +29,14 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
+from proxy.sealing import Sealer
 from proxy.telemetry.metrics import TelemetryMetrics
 from proxy.telemetry.migrate import migrate, target_for
 from proxy.telemetry.quarantine import split_bad
 from proxy.telemetry.replay import Replayer, outage
 from proxy.telemetry.schema import TABLES, Table
 from proxy.telemetry.settings import TelemetrySettings
-from proxy.telemetry.spool import Entry, Spool, encode
+from proxy.telemetry.spool import Entry, Spool
 from proxy.telemetry.store import Store, StoreError, describe, open_store
 
 log = logging.getLogger("warden.telemetry")
@@ -56,8 +57,10 @@ class TelemetryWriter:
         *,
         connect: Callable[[], Awaitable[Store]] | None = None,
         retry_s: tuple[float, float] = (0.25, 5.0),
+        sealer: Sealer | None = None,
     ) -> None:
         self.settings = settings
+        self.sealer = sealer  # seals the spool (encryption at rest, proxy/sealing.py)
         self.target = target_for(settings)
         self.tables: dict[str, Table] = TABLES
         self._defaults = {t: [(c.name, c.default) for c in spec.columns] for t, spec in self.tables.items()}
@@ -117,7 +120,8 @@ class TelemetryWriter:
     async def start(self) -> None:
         """Open the spool (exclusive), connect and migrate; an unreachable server is retried later."""
         try:
-            self.spool = await self.io(Spool, Path(self.settings.spool_dir), self.settings.spool_max_bytes)
+            self.spool = await self.io(lambda: Spool(Path(self.settings.spool_dir), self.settings.spool_max_bytes,
+                                                     sealer=self.sealer))
             await self.io(self.sync_spool_state)
             await self.connect()
         except BaseException:
@@ -357,7 +361,7 @@ class TelemetryWriter:
     def _append(self, entry: Entry) -> bool:
         assert self.spool is not None
         try:
-            ok = self.spool.append(encode(entry))
+            ok = self.spool.append(self.spool.encode(entry))
         except OSError as exc:  # the spool's own disk is full or failing: same outcome as the cap
             log.error("telemetry spool %s cannot be written: %s", self.settings.spool_dir, exc)
             ok = False
