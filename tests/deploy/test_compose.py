@@ -203,3 +203,14 @@ def test_grafana_provisioning_points_inside_the_container(compose: dict[str, Any
             assert (data.get("username"), source.get("secureJsonData", {}).get("password")) == (
                 clickhouse["CLICKHOUSE_USER"], clickhouse["CLICKHOUSE_PASSWORD"])
             assert "grafana-clickhouse-datasource" in grafana["environment"]["GF_INSTALL_PLUGINS"]
+
+
+def test_warden_runs_its_workers_and_drains_in_time(compose: dict[str, Any]) -> None:
+    from proxy.settings import load_settings
+
+    settings = load_settings(DEPLOY / "warden.yaml")
+    service = compose["services"]["warden"]
+    assert settings.server.workers == "auto" and settings.readiness.require == "any"
+    assert interpolate(service["environment"]["WARDEN_SERVER__WORKERS"]) == "auto"
+    grace = float(service["stop_grace_period"].rstrip("s"))
+    assert grace > settings.server.shutdown_grace_s + 10  # workers drain, then telemetry flushes

@@ -8,6 +8,7 @@ Warden config, and HPA metrics that Warden really exports.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,26 @@ def test_gateway_backends_are_the_vllm_replicas(tmp_path: Path) -> None:
              for g in load_settings(path).upstreams for b in g.backends}
     name, service = statefulset["metadata"]["name"], headless["metadata"]["name"]
     assert hosts == {(f"{name}-{i}.{service}", port) for i in range(statefulset["spec"]["replicas"])}
+
+
+@pytest.mark.parametrize("flavour", ["sidecar", "gateway"])
+def test_workers_follow_the_cpu_limit_and_the_drain_fits(flavour: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--workers auto` counts the cpuset, which a CPU limit does not shrink without the static CPU
+    manager: the worker count comes from the limit itself (the downward API rounds it up)."""
+    from proxy.settings import load_settings
+
+    spec, container = warden_container(flavour)
+    env = {e["name"]: e for e in container["env"]}
+    field = env["WARDEN_SERVER__WORKERS"]["valueFrom"]["resourceFieldRef"]
+    assert field == {"containerName": container["name"], "resource": "limits.cpu", "divisor": "1"}
+    limit = str(container["resources"]["limits"]["cpu"])
+    workers = math.ceil(int(limit[:-1]) / 1000 if limit.endswith("m") else float(limit))
+    configmap = next(d for d in load_dir(K8S / flavour) if d["kind"] == "ConfigMap")
+    path = tmp_path / "warden.yaml"
+    path.write_text(configmap["data"]["warden.yaml"])
+    monkeypatch.setenv("WARDEN_SERVER__WORKERS", str(workers))
+    settings = load_settings(path)
+    assert settings.server.workers == workers >= 2
+    assert settings.readiness.require == "any"  # one dead model does not take every pod out of the Service
+    assert spec["terminationGracePeriodSeconds"] > settings.server.shutdown_grace_s + 10  # workers, then telemetry
