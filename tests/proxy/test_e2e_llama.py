@@ -36,7 +36,8 @@ def client(proxy: RunningProxy) -> AsyncOpenAI:
 
 
 def served_by(proxy: RunningProxy, url: str) -> float:
-    return proxy.metric("warden_upstream_responses_total", {"group": "main", "backend": url, "status": "200"})
+    return proxy.metric("warden_upstream_responses_total", {"group": "main", "backend": url, "code": "200",
+                                                           "status": "200"})
 
 
 async def test_chat_streaming_completions_and_models(llamas: list[LlamaProcess], make_proxy: ProxyFactory) -> None:

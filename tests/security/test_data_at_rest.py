@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.control.keys_cli import cmd_keys
+from proxy.control.keys_cli import add_keys_parser, cmd_keys
 from proxy.exchange import FindingRecord
 from proxy.governance.keys import KeysFile
 from proxy.review.sqlite_store import SQLiteStore
@@ -71,7 +71,9 @@ def test_spool_files_are_private(tmp_path: Path, umask: int) -> None:
 
 def test_keys_file_is_private_through_the_cli(tmp_path: Path, umask: int, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "etc" / "warden" / "keys.json"
-    args = argparse.Namespace(action="create", file=str(path), config=None, tenant="acme", name="ci")
+    parser = argparse.ArgumentParser()
+    add_keys_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["keys", "create", "--file", str(path), "--tenant", "acme", "--name", "ci"])
     assert cmd_keys(args) == 0
     KeysFile(path).revoke(KeysFile(path).load()[0].id)
     assert path.exists()

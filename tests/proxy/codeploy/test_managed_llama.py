@@ -104,7 +104,7 @@ async def test_two_replicas_start_and_serve(managed: Managed) -> None:
                 assert resp.status == 200
                 assert (await resp.json())["choices"][0]["message"]["content"]
     served = [managed.proxy.metric("warden_upstream_responses_total",
-                                   {"group": "llama", "backend": r.backend.url, "status": "200"})
+                                   {"group": "llama", "backend": r.backend.url, "code": "200", "status": "200"})
               for r in manager.replicas]
     assert sum(served) == 6
     # The servers' own log lines come through Warden's logging, named by replica.
