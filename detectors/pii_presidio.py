@@ -88,11 +88,12 @@ def _load_spacy(model: str) -> Any:
     nlp = spacy.load(model, exclude=["parser", "senter"])
     if "ner" not in nlp.pipe_names:
         raise ValueError(f"spaCy model {model!r} has no 'ner' component")
-    # NER plus a shared embedding layer only if NER listens to one (it has its own in en_core_web_sm)
+    # NER plus a shared embedding layer only if NER listens to one (it has its own in en_core_web_sm);
+    # the rest is removed, not disabled: presidio reads none of it, and it would stay in memory
     keep = {"ner"} | {name for name, pipe in nlp.pipeline if "ner" in getattr(pipe, "listening_components", ())}
     for name in nlp.pipe_names:
         if name not in keep:
-            nlp.disable_pipe(name)
+            nlp.remove_pipe(name)
     return nlp
 
 

@@ -30,6 +30,7 @@ from proxy.governance.shared import WORKER
 from proxy.metrics import exposition
 from proxy.openapi import openapi_spec
 from proxy.policy.engine import Scope
+from proxy.policy.service import settle
 from proxy.state import EXCHANGE, PRINCIPAL, STATE, ProxyState
 from proxy.telemetry.events import MAX_LABEL, PROMPT_TEMPLATE_ID, PROMPT_TEMPLATE_VERSION
 from proxy.upstream import Group
@@ -133,22 +134,27 @@ async def _scan_and_forward(request: web.Request, state: ProxyState, exchange: E
             if tap is not None:
                 exchange.taps.append(tap)
     transform = None
+    beside: list[asyncio.Task[None]] = []  # flag-only request scans, run beside the upstream call
     if state.policy is not None:
         scope = Scope(tenant=exchange.tenant, route=request.path, model=model, request_id=exchange.request_id,
                       summary=exchange.verdict)
         try:
-            if await state.policy.check_request(payload, scope, exchange.trace):
+            if await state.policy.check_request(payload, scope, exchange.trace, beside):
                 body = json.dumps(payload).encode()  # redacted before it leaves
         except BaseException:  # blocked (or failed): no answer will come, but the observers hear the end
             for tap in exchange.taps:
                 tap.end(False)
             raise
         if api.answers_text:
-            transform = state.policy.response_transform(scope, system_prompt(payload), api.name, exchange.trace)
+            transform = state.policy.response_transform(scope, system_prompt(payload), api.name, exchange.trace,
+                                                        beside)
     key = affinity_key(group, request, payload)
-    if state.cache is not None:  # after request policy, always: the key is the body as it is sent upstream
-        return await state.cache.handle(request, exchange, group, payload, state.relay, body, key, transform)
-    return await state.relay.forward(request, exchange, group, body, key, transform)
+    try:
+        if state.cache is not None:  # after request policy, always: the key is the body as it is sent upstream
+            return await state.cache.handle(request, exchange, group, payload, state.relay, body, key, transform)
+        return await state.relay.forward(request, exchange, group, body, key, transform)
+    finally:
+        await settle(beside)  # their verdicts are in the exchange's record before it is written
 
 
 def check_path(raw_path: str) -> None:

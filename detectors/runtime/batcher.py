@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ import numpy as np
 from detectors.runtime.metrics import ScannerMetrics
 from detectors.runtime.protocol import Priority
 from detectors.runtime.runner import Runner
+from detectors.runtime.settings import ONE_WIDTH_KINDS
 
 log = logging.getLogger("warden.scanner.batcher")
 PRIORITIES: tuple[Priority, ...] = ("request", "background")
@@ -71,6 +73,14 @@ class _Batch:
 Groups = list[tuple[list[int], Any]]
 
 
+def _set_threads(threads: int | None) -> None:
+    """A model's own intra-op threads, set on its device thread (torch keeps the count per thread)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def length_groups(lengths: Sequence[int]) -> list[list[int]]:
     """Indices sorted by length and cut at power-of-two boundaries (1-2, 3-4, 5-8, 9-16, ...)."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
@@ -86,7 +96,7 @@ def length_groups(lengths: Sequence[int]) -> list[list[int]]:
 
 
 class MicroBatcher:
-    def __init__(self, runner: Runner, metrics: ScannerMetrics) -> None:
+    def __init__(self, runner: Runner, metrics: ScannerMetrics, threads: int | None = None) -> None:
         self.runner = runner
         self.settings = runner.settings
         self.metrics = metrics
@@ -94,8 +104,11 @@ class MicroBatcher:
         self._waiting: dict[Priority, int] = {p: 0 for p in PRIORITIES}  # texts not yet in a batch
         self._arrived = asyncio.Event()
         self._prepared: asyncio.Queue[tuple[_Batch, Groups]] = asyncio.Queue(maxsize=1)
+        self._in_flight = 0  # batches taken and not yet answered: while none is, a text need not wait
         self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix=f"tok-{runner.task}")
-        self._device_thread = ThreadPoolExecutor(1, thread_name_prefix=f"run-{runner.task}")
+        self._device_thread = ThreadPoolExecutor(1, thread_name_prefix=f"run-{runner.task}", initializer=_set_threads,
+                                                 initargs=(self.settings.forward_threads(threads),))
+        self._one_width = self.settings.kind in ONE_WIDTH_KINDS
         self._tasks: list[asyncio.Task[None]] = []
         for priority in PRIORITIES:  # every series exists from the start, at 0, for rate() and alerts
             metrics.overloaded.labels(runner.task, priority)
@@ -158,7 +171,10 @@ class MicroBatcher:
             await self._arrived.wait()
         oldest = min(q[0].enqueued for q in self._queues.values() if q)
         deadline = oldest + self.settings.max_wait_ms / 1000
-        while sum(self._waiting.values()) < self.settings.max_batch and loop.time() < deadline:
+        # Waiting for a fuller batch pays only while a batch is in flight (texts would queue anyway);
+        # a model with nothing to do takes what is there at once, and a finished batch ends the wait.
+        while (self._in_flight and sum(self._waiting.values()) < self.settings.max_batch
+               and loop.time() < deadline):
             self._arrived.clear()
             try:
                 async with asyncio.timeout(deadline - loop.time()):
@@ -197,6 +213,13 @@ class MicroBatcher:
         return batch
 
     def _prepare(self, batch: _Batch) -> Groups:
+        started = time.thread_time()
+        try:
+            return self._tokenized(batch)
+        finally:
+            self.metrics.cpu.labels(self.runner.task, "tokenize").inc(time.thread_time() - started)
+
+    def _tokenized(self, batch: _Batch) -> Groups:
         ids: list[Any]
         if batch.given is None:
             ids = list(self.runner.tokenize(batch.texts))
@@ -205,10 +228,24 @@ class MicroBatcher:
             needed = [i for i, given in enumerate(ids) if given is None or not len(given)]
             for i, made in zip(needed, self.runner.tokenize([batch.texts[i] for i in needed]), strict=True):
                 ids[i] = made
-        return [(group, self.runner.collate([ids[i] for i in group])) for group in length_groups([len(r) for r in ids])]
+        groups = [list(range(len(ids)))] if self._one_width else length_groups([len(r) for r in ids])
+        return [(group, self.runner.collate([ids[i] for i in group])) for group in groups]
 
     def _execute(self, groups: Groups) -> list[Any]:
-        return [self.runner.forward(batch) for _, batch in groups]
+        """The forward passes, their thread CPU billed to `forward` less what the runner bills to its
+        own stages (`stage_seconds`, cumulative: PII's ner and recognizers)."""
+        stages: dict[str, float] = getattr(self.runner, "stage_seconds", {})
+        before = dict(stages)
+        started = time.thread_time()
+        try:
+            return [self.runner.forward(batch) for _, batch in groups]
+        finally:
+            spent = time.thread_time() - started
+            for stage, total in list(stages.items()):
+                if total > before.get(stage, 0.0):
+                    self.metrics.cpu.labels(self.runner.task, stage).inc(total - before.get(stage, 0.0))
+                    spent -= total - before.get(stage, 0.0)
+            self.metrics.cpu.labels(self.runner.task, "forward").inc(max(spent, 0.0))
 
     async def _collect_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -216,10 +253,12 @@ class MicroBatcher:
             batch = await self._collect()
             if not batch.slices:
                 continue
+            self._in_flight += 1
             try:
                 groups = await loop.run_in_executor(self._tokenizer_thread, self._prepare, batch)
             except Exception as exc:
                 self._batch_error(batch, exc, "tokenize")
+                self._landed()
                 continue
             await self._prepared.put((batch, groups))
 
@@ -235,9 +274,15 @@ class MicroBatcher:
             except Exception as exc:
                 self._batch_error(batch, exc, "forward")
                 continue
+            finally:
+                self._landed()
             self.metrics.batch_size.labels(task).observe(len(batch.texts))
             self.metrics.batch_seconds.labels(task).observe(loop.time() - started)
             self.metrics.items.labels(task).inc(len(batch.texts))
+
+    def _landed(self) -> None:
+        self._in_flight -= 1
+        self._arrived.set()  # a collector waiting for a fuller batch may go now
 
     @staticmethod
     def _scatter(batch: _Batch, groups: Groups, outputs: list[Any]) -> None:

@@ -8,6 +8,10 @@ frame and split back per caller. The scanner pays tens of microseconds of Python
 (decode, validate, reply), which capped it near 4,500 single-text scans/s on an H200 whose
 model did 17,000 texts/s; one frame per loop turn makes that cost per burst, not per text,
 and adds no wait: the frame leaves on the very next turn.
+
+An address may name several scanner workers, comma-separated (`scanner.workers`): frames go to the
+worker with the fewest frames in flight (one connection each), and a frame whose worker is
+unreachable or died under it is sent to the next one, so a crashed worker costs a retry.
 """
 
 from __future__ import annotations
@@ -112,9 +116,15 @@ class ScannerClient:
         self._connect_lock = asyncio.Lock()
         self._packs: dict[tuple[str, Priority], _Pack] = {}
         self._senders: set[asyncio.Task[None]] = set()
+        addresses = address.split(",")
+        self._workers = [ScannerClient(a, call_timeout_s, connect_timeout_s, coalesce=False)
+                         for a in addresses] if len(addresses) > 1 else []
+        self._turn = 0
 
     @property
     def connected(self) -> bool:
+        if self._workers:
+            return any(w.connected for w in self._workers)
         return self._writer is not None and not self._writer.is_closing()
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -271,7 +281,23 @@ class ScannerClient:
                 w.future.set_result(result.rows(start, start + len(w.texts)))
             start += len(w.texts)
 
+    async def _spread_frame(self, task: str, texts: list[str], priority: Priority, timeout_s: float) -> ScanResult:
+        """To the least busy worker (rotating on ties); to the next one when that one cannot answer."""
+        count = len(self._workers)
+        self._turn = (self._turn + 1) % count
+        order = sorted(range(count), key=lambda k: (len(self._workers[k]._pending), (k - self._turn) % count))
+        error: ScannerUnavailable | None = None
+        for k in order:
+            try:
+                return await self._workers[k]._scan_frame(task, texts, priority, timeout_s)
+            except ScannerUnavailable as exc:
+                error = exc
+        assert error is not None
+        raise error
+
     async def _scan_frame(self, task: str, texts: list[str], priority: Priority, timeout_s: float) -> ScanResult:
+        if self._workers:
+            return await self._spread_frame(task, texts, priority, timeout_s)
         reply = await self._call(ScanRequest(id=next(self._ids), task=task, texts=texts, priority=priority), timeout_s)
         if reply.vectors is not None and reply.dim:
             return ScanResult(labels=[], vectors=unpack_rows(reply.vectors, reply.dim))
@@ -284,14 +310,30 @@ class ScannerClient:
         return ScanResult(labels=labels, scores=scores)
 
     async def ping(self, timeout_s: float | None = None) -> dict[str, TaskInfo]:
+        """The tasks of the first worker that answers (every worker loads the same models)."""
+        if self._workers:
+            error: ScannerError | None = None
+            for worker in self._workers:
+                try:
+                    return await worker.ping(timeout_s)
+                except ScannerError as exc:
+                    error = exc
+            assert error is not None
+            raise error
         reply = await self._call(PingRequest(id=next(self._ids)), timeout_s)
         return reply.tasks or {}
 
     async def metrics_text(self, timeout_s: float | None = None) -> str:
+        """The scanner's metrics; of several workers, their samples added up (one scanner to a dashboard)."""
+        if self._workers:
+            texts = await asyncio.gather(*(w.metrics_text(timeout_s) for w in self._workers), return_exceptions=True)
+            return merge_metrics([t for t in texts if isinstance(t, str)])
         reply = await self._call(MetricsRequest(id=next(self._ids)), timeout_s)
         return reply.text or ""
 
     async def close(self) -> None:
+        for worker in self._workers:
+            await worker.close()
         for pack in self._packs.values():
             if pack.timer is not None:
                 pack.timer.cancel()
@@ -303,3 +345,32 @@ class ScannerClient:
             sender.cancel()
         await asyncio.gather(*self._senders, return_exceptions=True)
         await self._drop(ScannerUnavailable("client closed"))
+
+
+def merge_metrics(texts: list[str]) -> str:
+    """Prometheus texts of the same families added sample by sample (counters, histograms, depths)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families: dict[str, tuple[str, str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            _, _, samples = families.setdefault(family.name, (family.type, family.documentation, {}))
+            for sample in family.samples:
+                if sample.name.endswith("_created"):  # a start time: no sum of them means anything
+                    continue
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                samples[key] = samples.get(key, 0.0) + sample.value
+    lines = []
+    for name, (kind, doc, samples) in families.items():
+        if not samples:
+            continue
+        title = f"{name}_total" if kind == "counter" else name  # as prometheus_client writes them
+        lines += [f"# HELP {title} {doc}", f"# TYPE {title} {kind}"]
+        for (series, labels), value in samples.items():
+            inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+            lines.append(f"{series}{{{inner}}} {value!r}" if inner else f"{series} {value!r}")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -27,6 +27,10 @@ class ScannerMetrics:
                               registry=registry)
         self.overloaded = Counter("warden_scanner_overloaded", "Calls refused because a queue was full.",
                                   ["task", "priority"], registry=registry)
+        # Thread CPU time per stage (tokenize, forward, and a runner's own sub-stages such as PII's ner
+        # and recognizers): what a text costs where, so a benchmark can say which stage to cut.
+        self.cpu = Counter("warden_scanner_cpu_seconds", "CPU seconds spent per task and stage.", ["task", "stage"],
+                           registry=registry)
 
     def watch(self, depths: Callable[[], dict[tuple[str, str], int]],
               memory: Callable[[], dict[str, int]]) -> None:

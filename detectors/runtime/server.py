@@ -48,7 +48,8 @@ class Scanner:
         self.runners = runners
         self.registry = CollectorRegistry()
         self.metrics = ScannerMetrics(self.registry)
-        self.batchers = {task: MicroBatcher(runner, self.metrics) for task, runner in runners.items()}
+        self.batchers = {task: MicroBatcher(runner, self.metrics, settings.torch_threads)
+                         for task, runner in runners.items()}
         self.metrics.watch(self._depths, self._memory)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()

@@ -73,6 +73,13 @@ class DetectorChain:
                    if isinstance(e.detector, PromptLeakage) else e for e in self.entries]
         return DetectorChain(entries, self.metrics, normalized=self.normalized)
 
+    def split(self, beside: frozenset[str]) -> tuple[DetectorChain, DetectorChain]:
+        """(the chain without the detectors named in `beside`, the chain of those alone)."""
+        return (DetectorChain([e for e in self.entries if e.detector.name not in beside], self.metrics,
+                              normalized=self.normalized),
+                DetectorChain([e for e in self.entries if e.detector.name in beside], self.metrics,
+                              normalized=self.normalized))
+
     def applies(self, direction: Direction) -> bool:
         return any(direction in e.detector.directions for e in self.entries)
 

@@ -2,10 +2,18 @@
 
 Every verdict is recorded (metrics now, audit events through the sinks added at start-up),
 whether or not it changed the traffic; in audit mode nothing is changed.
+
+A request detector whose findings can change nothing (every rule that could match it only flags
+or allows, and it fails open; or the mode is audit) is scanned *beside* the upstream call instead
+of before it, when the caller passes a list for the task: its verdict is recorded when it lands,
+before the answer's own scan is recorded, and the route settles it before the exchange ends.
+Never a detector a redact or block rule could match: those still hold the request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import fnmatch
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -43,11 +51,24 @@ class PolicyService:
         self.background = background
         self.sinks: list[AuditSink] = []
         self._salt = os.environ.get(settings.redaction_salt_env, "").encode()
+        self._holding, self._beside = chain.split(self._flag_only())
 
     def apply(self, settings: PolicySettings) -> None:
         """A reloaded `policy:` section: rules and mode change at once; the detector chain stays as started."""
         self.settings = settings
         self.engine = PolicyEngine(settings)
+        self._holding, self._beside = self.chain.split(self._flag_only())
+
+    def _flag_only(self) -> frozenset[str]:
+        """Request detectors whose findings can change nothing: every rule whose detector pattern
+        matches them (whatever its label, threshold or scope) only flags or allows, and they fail
+        open (a fail-closed detector that cannot answer blocks); in audit mode, all of them."""
+        entries = [e for e in self.chain.entries if "request" in e.detector.directions]
+        if not self.enforce:
+            return frozenset(e.detector.name for e in entries)
+        return frozenset(e.detector.name for e in entries if e.settings.on_error == "open" and all(
+            rule.action in ("allow", "flag") for rule in self.settings.rules
+            if rule.direction in ("both", "request") and fnmatch.fnmatchcase(e.detector.name, rule.detector)))
 
     def redactor(self) -> Redactor:
         """One per request or response, so numbering is consistent within it and nowhere else."""
@@ -70,16 +91,42 @@ class PolicyService:
         for sink in self.sinks:
             sink(verdict, direction, scope)
 
-    async def check_request(self, payload: dict[str, Any], scope: Scope, trace: RequestTrace | None = None) -> bool:
-        """Scan the request's texts; raise ContentBlocked, or redact in place and return True."""
+    async def check_request(self, payload: dict[str, Any], scope: Scope, trace: RequestTrace | None = None,
+                            beside: list[asyncio.Task[None]] | None = None) -> bool:
+        """Scan the request's texts; raise ContentBlocked, or redact in place and return True.
+
+        With `beside`, the flag-only detectors' scan is started as a task appended to it, which
+        the caller settles (`settle`) once the request has gone upstream."""
         slots = [slot for slot in text_slots(payload) if slot.get()]
         if not slots or not self.chain.applies("request"):
             return False
         texts = [slot.get() for slot in slots]
+        chain = self.chain
+        if beside is not None and self._beside.applies("request"):
+            beside.append(asyncio.create_task(self._scan_beside(self._beside, texts, scope, trace)))
+            chain = self._holding
+            if not chain.applies("request"):
+                return False
+        try:
+            return await self._hold(chain, slots, texts, scope, trace)
+        except BaseException:
+            await settle(beside or [])  # a blocked request's flags are recorded too
+            raise
+
+    async def _scan_beside(self, chain: DetectorChain, texts: list[str], scope: Scope,
+                           trace: RequestTrace | None) -> None:
         if trace is None:
-            verdict = self.engine.decide(await self.chain.scan(texts, "request"), "request", scope)
+            verdict = self.engine.decide(await chain.scan(texts, "request"), "request", scope)
         else:
-            verdict = await traced(trace, "request", texts, self.chain.scan, self.engine.decide, scope)
+            verdict = await traced(trace, "request", texts, chain.scan, self.engine.decide, scope)
+        self.record(verdict, "request", scope)
+
+    async def _hold(self, chain: DetectorChain, slots: list[Any], texts: list[str], scope: Scope,
+                    trace: RequestTrace | None) -> bool:
+        if trace is None:
+            verdict = self.engine.decide(await chain.scan(texts, "request"), "request", scope)
+        else:
+            verdict = await traced(trace, "request", texts, chain.scan, self.engine.decide, scope)
         self.record(verdict, "request", scope)
         if not self.enforce or verdict.action < Action.REDACT:
             return False
@@ -96,18 +143,22 @@ class PolicyService:
         return True
 
     def response_transform(self, scope: Scope, system_prompt: str = "", api: str = "chat",
-                           trace: RequestTrace | None = None) -> TransformFactory | None:
-        """How this request's answer is scanned, whatever it turns out to be (status, content type)."""
+                           trace: RequestTrace | None = None,
+                           after: list[asyncio.Task[None]] | None = None) -> TransformFactory | None:
+        """How this request's answer is scanned, whatever it turns out to be (status, content type).
+        `after`: the request's scans beside the upstream call, recorded before any answer verdict."""
         chain = self.chain.for_system_prompt(system_prompt)
         if not chain.applies("response"):
             return None
 
         async def scan_many(texts: list[str]) -> Verdict:
+            await settle(after or [])
             if trace is not None:
                 return await traced(trace, "response", texts, chain.scan, self.engine.decide, scope)
             return self.engine.decide(await chain.scan(texts, "response"), "response", scope)
 
         async def scan_one(text: str) -> Verdict:
+            await settle(after or [])
             if trace is not None:
                 return await traced(trace, "response", [text], chain.scan, self.engine.decide, scope)
             return self.engine.decide(await chain.scan([text], "response"), "response", scope)
@@ -146,6 +197,18 @@ class PolicyService:
                                 oversize=self.settings.oversize, plain=content_type != "application/json")
 
         return factory
+
+
+async def settle(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for a request's scans beside the upstream call (their verdicts recorded); cancelled, cancel them."""
+    if not tasks or all(task.done() for task in tasks):
+        return
+    try:
+        await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        raise
 
 
 async def traced(trace: RequestTrace, direction: Direction, texts: list[str],
