@@ -74,10 +74,14 @@ Groups = list[tuple[list[int], Any]]
 
 
 def _set_threads(threads: int | None) -> None:
-    """A model's own intra-op threads, set on its device thread (torch keeps the count per thread)."""
+    """A model's own intra-op threads, set on its device thread. torch keeps the count per thread
+    but gives a thread, at its first op, the count the last `set_num_threads` anywhere stored:
+    reading it first settles that, so another model's device thread cannot override this one's
+    (the BiLSTM beside PII ran on 2 threads, at ~4x the CPU per text)."""
     if threads is not None:
         import torch
 
+        torch.get_num_threads()  # this thread's lazy start, taken now
         torch.set_num_threads(threads)
 
 
