@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from proxy.section import Section
 
 
-class CacheSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CacheSettings(Section):
 
     enabled: bool = False
     store: Literal["memory", "redis"] = Field(

@@ -10,16 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from drift.config import EMBEDDING_STATISTICS, MonitorConfig, StatsConfig, WindowConfig
+from proxy.section import Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DriftWindowSettings(_Section):
+class DriftWindowSettings(Section):
     kind: Literal["tumbling", "sliding"] = "tumbling"
     size: int = Field(500, ge=5, description="rows per window (tumbling) or held (sliding)")
     min_size: int = Field(50, ge=5, description="fewest rows a time-closed or sliding window is evaluated on")
@@ -27,7 +24,7 @@ class DriftWindowSettings(_Section):
     step: int = Field(100, ge=1, description="sliding: evaluate every `step` new rows")
 
 
-class DriftReferenceSettings(_Section):
+class DriftReferenceSettings(Section):
     source: Literal["first", "file", "clickhouse"] = Field(
         "first", description="first: the first `size` rows of each stream after start; file: an .npz with one "
         "array per `model|stream`; clickhouse: drift_samples rows between `start` and `end`")
@@ -45,7 +42,7 @@ class DriftReferenceSettings(_Section):
         return self
 
 
-class DriftTestSettings(_Section):
+class DriftTestSettings(Section):
     alpha: float = Field(0.05, gt=0, lt=1)
     permutations: int = Field(200, ge=19)
     pca_dims: int | None = Field(None, ge=2,
@@ -65,7 +62,7 @@ class DriftTestSettings(_Section):
     threads: int | None = Field(1, ge=1, description="BLAS threads per window (1 leaves a core to the event loop)")
 
 
-class DriftSettings(_Section):
+class DriftSettings(Section):
     enabled: bool = False
     embed_task: str = Field("embed", description="the scanner task (kind: embedder) that embeds texts")
     streams: list[Literal["prompt", "output"]] = Field(default_factory=lambda: ["prompt", "output"])  # type: ignore[arg-type]

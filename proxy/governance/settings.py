@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from proxy.governance.budgets import BudgetSettings
+from proxy.section import Section
 
 ANONYMOUS = "anonymous"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -21,11 +22,7 @@ def valid_name(name: str) -> bool:
     return bool(_NAME.match(name))
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class KeySettings(_Section):
+class KeySettings(Section):
     """A key given in the config: only its SHA-256 hash, never the key itself (`warden keys hash`)."""
 
     id: str = Field(description="the public part of the key (`wk-<id>-<secret>`); shows in logs and metrics")
@@ -60,7 +57,7 @@ class KeySettings(_Section):
         return value
 
 
-class TenantSettings(_Section):
+class TenantSettings(Section):
     """What one tenant may do. Unset limits are unlimited."""
 
     models: list[str] = Field(default_factory=lambda: ["*"], description="allowed model names (glob patterns)")
@@ -76,7 +73,7 @@ class TenantSettings(_Section):
                                                                  "(the request's `user`, or governance.user_header)")
 
 
-class AbuseSettings(_Section):
+class AbuseSettings(Section):
     """Per key signals over a sliding window; crossing a line throttles or suspends until expiry."""
 
     enabled: bool = True
@@ -96,7 +93,7 @@ class AbuseSettings(_Section):
     suspend_s: float = Field(3600.0, gt=0)
 
 
-class GovernanceSettings(_Section):
+class GovernanceSettings(Section):
     keys: list[KeySettings] = Field(default_factory=list)
     keys_file: str | None = Field(None, description="JSON file of hashed keys managed by `warden keys` and "
                                                      "the admin API; re-read when it changes")

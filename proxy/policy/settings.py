@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, SerializeAsAny
+from pydantic import Field, PlainValidator, SerializeAsAny
 
 from detectors.builtin_types import detector_types
 from detectors.redact import Operator
 from detectors.registry import DetectorOptions
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from proxy.section import Section
 
 
 def _detector_entry(entry: object) -> DetectorOptions:
@@ -25,7 +22,7 @@ def _detector_entry(entry: object) -> DetectorOptions:
 DetectorSettings = Annotated[SerializeAsAny[DetectorOptions], PlainValidator(_detector_entry)]
 
 
-class RuleSettings(_Section):
+class RuleSettings(Section):
     """First matching rule wins; a finding no rule matches is allowed (and still audited)."""
 
     detector: str = "*"
@@ -38,7 +35,7 @@ class RuleSettings(_Section):
     models: list[str] = Field(default_factory=lambda: ["*"])
 
 
-class PolicySettings(_Section):
+class PolicySettings(Section):
     mode: Literal["enforce", "audit"] = Field(
         "enforce", description="audit: never change traffic, only record what enforce would have done"
     )
@@ -52,7 +49,8 @@ class PolicySettings(_Section):
     max_response_bytes: int = Field(8 * 1024 * 1024, gt=0, description="non-streamed bodies buffered for a scan")
     oversize: Literal["block", "pass"] = Field(
         "block", description="a non-streamed answer over max_response_bytes: block answers 502 "
-        "(response_too_large); pass relays it unscanned (counted in warden_policy_unscanned_total{reason=\"too_large\"})")
+        "(response_too_large); pass relays it unscanned (counted in "
+        "warden_policy_unscanned_total{reason=\"too_large\"})")
     other_routes: Literal["pass", "block"] = Field(
         "pass", description="/v1 routes that carry no model text to scan (files, models, audio): pass "
         "them unscanned (counted in warden_policy_unscanned_total{reason=\"route\"}) or refuse them")

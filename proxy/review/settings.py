@@ -9,18 +9,15 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+from proxy.section import Section
 
 _HASH = re.compile(r"^(scrypt\$\d+\$\d+\$\d+|pbkdf2_sha256\$\d+)\$[0-9a-f]{16,}\$[0-9a-f]{64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class ReviewerSettings(_Section):
+class ReviewerSettings(Section):
     """A reviewer logs in with a password (stored hashed) or a token (stored as its SHA-256)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -51,7 +48,7 @@ class ReviewerSettings(_Section):
         return self
 
 
-class RateRule(_Section):
+class RateRule(Section):
     """The uniform stratum's rate for matching traffic; the first matching rule wins."""
 
     tenants: list[str] = Field(default_factory=lambda: ["*"])
@@ -60,7 +57,7 @@ class RateRule(_Section):
     rate: float = Field(ge=0, le=1)
 
 
-class StrataSettings(_Section):
+class StrataSettings(Section):
     """Rates of the strata that sample on purpose; 1.0 means always (until the window cap bites)."""
 
     blocked: float = Field(1.0, gt=0, le=1)
@@ -69,7 +66,7 @@ class StrataSettings(_Section):
     near_margin: float = Field(0.1, ge=0, le=1, description="a finding within this of its rule's threshold is near")
 
 
-class ReviewSettings(_Section):
+class ReviewSettings(Section):
     enabled: bool = False
     db_path: str = Field(".warden/review.sqlite3", description="the SQLite file (created with its directory)")
     reviewers: list[ReviewerSettings] = Field(default_factory=list)

@@ -19,10 +19,10 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from proxy.app.review import REVIEW
 from proxy.governance.keys import digest, new_key
 from proxy.review.auth import token_sha256
 from proxy.review.store import Filters, Label
-from proxy.app.review import REVIEW
 from proxy.server import start_runner
 from proxy.settings import build_settings
 from tests.support.fake_upstream import FakeUpstream

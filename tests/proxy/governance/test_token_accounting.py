@@ -3,6 +3,8 @@ instructions or another API's fields."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 
 from tests.proxy.conftest import ProxyFactory, UpstreamFactory
@@ -17,7 +19,7 @@ async def test_a_context_limit_counts_tools_instructions_and_system(make_upstrea
     up = await make_upstream()
     key = make_key("small")
     proxy = await make_proxy(governed_config([up.url], [key], {"small": {"max_context_tokens": 2000}}))
-    bulky = {
+    bulky: dict[str, dict[str, Any]] = {
         "/v1/chat/completions": {"messages": [{"role": "user", "content": "hi"}], "tools": [TOOL]},
         "/v1/responses": {"input": "hi", "instructions": "i" * 32_000},
         "/v1/messages": {"max_tokens": 5, "system": [{"type": "text", "text": "s" * 32_000}],

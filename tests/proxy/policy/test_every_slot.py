@@ -182,10 +182,9 @@ async def test_redacted_tool_call_arguments_stay_valid_json(make_proxy: ProxyFac
     answer = {"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
         "role": "assistant", "content": None, "tool_calls": [call]}}]}
     upstream.answer = Answer(chunks=[json.dumps(answer).encode()])
-    async with aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + "/v1/chat/completions",
-                             json={"model": "m", "messages": [{"role": "assistant", "tool_calls": [call]}]}) as resp:
-            got = await resp.json()
+    async with aiohttp.ClientSession() as http, http.post(proxy.url + "/v1/chat/completions",
+                         json={"model": "m", "messages": [{"role": "assistant", "tool_calls": [call]}]}) as resp:
+        got = await resp.json()
     sent = json.loads(upstream.bodies[0])
     for arguments in (sent["messages"][0]["tool_calls"][0]["function"]["arguments"],
                       got["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]):
@@ -214,7 +213,7 @@ async def test_every_stream_slot_is_redacted_whatever_the_line_endings(make_prox
     leaked = []
     async with aiohttp.ClientSession() as http:
         for api, slot, events in stream_cells():
-            chunks = [f": keep-alive comment{newline}{newline}".encode()] + sse(events, newline)
+            chunks = [f": keep-alive comment{newline}{newline}".encode(), *sse(events, newline)]
             upstream.answer = Answer(content_type="text/event-stream", chunks=chunks)
             async with http.post(proxy.url + api.route, json={"model": "m", "stream": True}) as resp:
                 got = await resp.read()
@@ -230,9 +229,9 @@ async def test_a_stream_keeps_its_event_names_and_numbers_in_order(make_proxy: P
     proxy = await guarded(make_proxy, upstream)
     upstream.answer = Answer(content_type="text/event-stream",
                              chunks=sse(responses_stream("response.output_text.delta: delta")))
-    async with aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + "/v1/responses", json={"model": "m", "stream": True}) as resp:
-            got = (await resp.read()).decode()
+    async with aiohttp.ClientSession() as http, \
+            http.post(proxy.url + "/v1/responses", json={"model": "m", "stream": True}) as resp:
+        got = (await resp.read()).decode()
     blocks = [b for b in got.split("\n\n") if b.strip()]
     names = [b.split("\n")[0].removeprefix("event: ") for b in blocks]
     datas = [json.loads(b.split("data: ", 1)[1]) for b in blocks]

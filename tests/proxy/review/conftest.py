@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from proxy.app.review import REVIEW
 from proxy.review.auth import hash_password, token_sha256
 from proxy.review.service import ReviewService
-from proxy.app.review import REVIEW
 from tests.proxy.conftest import ProxyFactory, RunningProxy, UpstreamFactory, proxy_config
 
 PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-2"}

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proxy.review.service import ReviewService
 from proxy.app.review import REVIEW
+from proxy.review.service import ReviewService
 from proxy.server import start_runner
 from proxy.settings import build_settings
 from tests.proxy.review.conftest import TEST_SCRYPT_N
