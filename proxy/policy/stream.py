@@ -170,11 +170,13 @@ class StreamEnforcer:
         flushed = await self._flush(list(self._channels))
         if self.stopped:
             return flushed
-        tail = self._decoder.rest()
-        if tail.strip():  # an unterminated last event: its text is scanned like any other, never passed raw
-            flushed += await self._event(SSEEvent(tail.decode("utf-8", "replace").removeprefix("data:")))
-            if not self.stopped:
-                flushed += await self._flush(list(self._channels))
+        tail = self._decoder.close()  # an unterminated last event: scanned like any other, never passed raw
+        for event in tail:
+            if self.stopped:
+                break
+            flushed += await self._event(event)
+        if tail and not self.stopped:
+            flushed += await self._flush(list(self._channels))
         self._done()
         return flushed
 

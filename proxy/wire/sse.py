@@ -62,6 +62,10 @@ class SSEDecoder:
             raise EventTooLarge(f"an SSE event grew past {self.max_event_bytes} bytes without ending")
         return found
 
+    def close(self) -> list[SSEEvent]:
+        """The stream ended: an unterminated last event is still an event (a server may omit the blank line)."""
+        return self.events(b"\n\n") if self._buffer.strip() else []
+
     def rest(self) -> bytes:
         rest, self._buffer = self._buffer, b""
         return rest

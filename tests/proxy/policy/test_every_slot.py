@@ -302,3 +302,23 @@ def test_the_documented_slot_table_is_the_declared_map() -> None:
     missing = [(api.route, slot) for api in APIS.values() for slot in (*api.request, *api.response, *api.stream)
                if f"`{slot}`" not in doc]
     assert missing == []
+
+
+async def test_token_scores_that_spell_out_redacted_text_are_dropped(make_proxy: ProxyFactory,
+                                                                    upstream: ScriptedUpstream) -> None:
+    proxy = await guarded(make_proxy, upstream)
+    tokens = [{"token": piece, "logprob": -0.1, "top_logprobs": [{"token": piece, "logprob": -0.1}]}
+              for piece in pieces(SAID)]
+    answer = {"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop", "logprobs": {
+        "content": tokens}, "message": {"role": "assistant", "content": SAID}}]}
+    chunks = sse([("", {"choices": [{"index": 0, "delta": {"content": t["token"]}, "logprobs": {"content": [t]}}]})
+                  for t in tokens] + [("", "[DONE]")])
+    async with aiohttp.ClientSession() as http:
+        for answered, stream in ((Answer(chunks=[json.dumps(answer).encode()]), False),
+                                 (Answer(content_type="text/event-stream", chunks=chunks), True)):
+            upstream.answer = answered
+            async with http.post(proxy.url + "/v1/chat/completions",
+                                 json={"model": "m", "stream": stream, "logprobs": True}) as resp:
+                got = (await resp.read()).decode()
+            assert "<CANARY>" in got
+            assert "marker" not in got.replace("<CANARY>", "")  # no token of the marker survives anywhere
