@@ -44,16 +44,17 @@ SUMMED_GAUGES = frozenset({
 
 
 def shared_limits_ctx(state: ProxyState, role: WorkerRole) -> Context:
-    """Placed after governance: its gate asks the host's limiter instead of one of its own (memory only;
-    a `redis` limiter is already shared), and the host's abuse monitor always (abuse has no Redis path)."""
+    """Placed after governance: its gate asks the host's limiter and budget ledger instead of its own (memory
+    only; `redis` ones are already shared), and the host's abuse monitor always (abuse has no Redis path)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        from proxy.governance.shared import SharedAbuse, SharedLimiter
+        from proxy.governance.shared import SharedAbuse, SharedLedger, SharedLimiter
 
         gate = state.governance
         if gate is not None:
             if gate.settings.limiter == "memory":
                 gate.limiter = SharedLimiter(role.hub)
+                gate.ledger = gate.spend.ledger = SharedLedger(role.hub, gate.spend.zone, gate.spend.crossed)
             shared = SharedAbuse(role.hub, gate.abuse.settings, gate.abuse.on_change)
             await shared.attach()
             gate.abuse = shared

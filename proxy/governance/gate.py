@@ -29,6 +29,7 @@ from proxy.governance.metrics import GovernanceMetrics
 from proxy.governance.pricing import Pricing, PricingSettings
 from proxy.governance.redis_limiter import RedisLimiter
 from proxy.governance.settings import ANONYMOUS, GovernanceSettings, KeySettings, TenantSettings
+from proxy.governance.shared import SharedLedger
 from proxy.governance.spend import BUDGET_HEADER, Reservation, SpendKeeper, budget_terms
 from proxy.governance.watch import Audit, KeysWatcher
 from proxy.taps import Capture
@@ -359,7 +360,7 @@ class Admission:
         if charge is None:
             return
         ledger = spend.ledger
-        if isinstance(ledger, MemoryLedger):
+        if isinstance(ledger, MemoryLedger | SharedLedger):
             spend.crossed(ledger.settle_now(charge, cost, spend.wall()))
         else:
             self.gate.background.spawn(self._settle_ledger(ledger, charge, cost), "settle_budget")

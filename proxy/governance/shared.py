@@ -16,6 +16,13 @@ the supervisor's socket before the client's next request reaches any worker; the
 yields once before answering a check, so every frame already readable is judged first. Changes
 are pushed to every worker (`ABUSE_CHANGE`): their copy serves `GET /admin/abuse` and the
 gauge, and the worker whose frame caused a change audits and counts it, once for the host.
+
+Budgets too: the supervisor's one `MemoryLedger` takes every worker's charge (one round trip per
+admission, atomic on its loop, so a hard budget admits exactly what it holds across the host) and
+settle (one-way, sent as the answer ends; the supervisor yields before a charge, as before a check,
+so settles already readable count first). It answers a settle with the thresholds crossed, which
+the settling worker audits (once for the host), and the tenants' spent shares for the gauge. A
+worker that dies frees its reservations at once, as its concurrency slots.
 """
 
 from __future__ import annotations
@@ -29,16 +36,20 @@ from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from proxy.governance.abuse import AbuseMonitor, Hold, Restriction, prompt_hashes
+from proxy.governance.budgets import BudgetRef, BudgetRefusal, BudgetSettings, Charge, Crossing, MemoryLedger
 from proxy.governance.limits import Grant, Limits, MemoryLimiter, Refusal
 from proxy.governance.settings import AbuseSettings
 from proxy.telemetry.wire import (
     ABUSE,
     ABUSE_CHANGE,
     ADMIT,
+    BUDGET,
+    BUDGET_SETTLED,
     METRICS,
     READY,
     RELOAD,
@@ -63,6 +74,8 @@ class HubServer:
         self.socket_path = socket_path
         self.limiter = MemoryLimiter()
         self.abuse = AbuseMonitor(abuse or AbuseSettings(), self._abuse_changed)
+        self.ledger = MemoryLedger(ZoneInfo("UTC"))  # the zone follows each charge's (a reload may change it)
+        self._budgets: dict[str, BudgetSettings] = {}  # terms as sent -> parsed: validated once, not per charge
         self._status = status
         self._metrics = metrics
         self._on_ready = on_ready
@@ -87,6 +100,7 @@ class HubServer:
         self._streams.add(stream)
         self._peers.add(peer)
         held: dict[str, str] = {}  # slot -> tenant: concurrency this worker holds
+        reserved: dict[int, Charge] = {}  # ticket -> charge: budget this worker's requests in flight reserved
         try:
             while True:
                 kind, body = await read_frame(reader)
@@ -102,6 +116,12 @@ class HubServer:
                         peer.reply(body[0], True, answer)
                 elif kind == ADMIT:
                     peer.reply(body[0], True, self._admit(held, *body[1:]))
+                elif kind == BUDGET:
+                    if body[1] == "charge":
+                        await asyncio.sleep(0)  # settles other workers already sent count first
+                        peer.reply(body[0], True, self._charge(reserved, *body[2:]))
+                    else:
+                        self._settle(peer, reserved, *body[2:])
                 elif kind == SETTLE:
                     tenant, slot, charged, used = body
                     if held.pop(slot, None) is not None:
@@ -122,6 +142,9 @@ class HubServer:
             now = time.monotonic()
             for slot, tenant in held.items():  # a worker gone (crash or stop): its slots are free again
                 self.limiter.release(Grant(tenant, slot, {}, False), 0, 0, now)
+            wall = time.time()
+            for charge in reserved.values():  # and its reservations: what they cost is unknown, so nothing
+                self.ledger.settle_now(charge, 0.0, wall)
             stream.close()
 
     def _abuse(self, op: str, *args: Any) -> Any:
@@ -156,6 +179,43 @@ class HubServer:
             return (False, granted.code, granted.message, granted.retry_after_s, granted.headers)
         held[slot] = tenant
         return (True, granted.headers, granted.counts_tokens)
+
+
+    def _terms(self, terms: str) -> BudgetSettings:
+        budget = self._budgets.get(terms)
+        if budget is None:
+            if len(self._budgets) > 1024:  # keys' budgets come and go with reloads
+                self._budgets.clear()
+            budget = self._budgets[terms] = BudgetSettings.model_validate_json(terms)
+        return budget
+
+    def _charge(self, reserved: dict[int, Charge], ticket: int, refs: list[tuple[str, str, str, str]],
+                estimate: float, now: float, zone: str) -> tuple[Any, ...]:
+        if str(self.ledger.zone) != zone:
+            self.ledger.zone = ZoneInfo(zone)
+        parsed = tuple(BudgetRef(scope, name, tenant, self._terms(terms))  # type: ignore[arg-type]
+                       for scope, name, tenant, terms in refs)
+        charged = self.ledger.charge_now(parsed, estimate, now)
+        if isinstance(charged, BudgetRefusal):
+            return (False, parsed.index(charged.ref), charged.spent, charged.resets_at)
+        reserved[ticket] = charged
+        return (True, charged.remaining)
+
+    def _settle(self, peer: Peer, reserved: dict[int, Charge], ticket: int, cost: float, now: float) -> None:
+        charge = reserved.pop(ticket, None)
+        if charge is None:
+            return
+        crossings = self.ledger.settle_now(charge, cost, now)
+        ratios = {}
+        for ref in charge.refs:
+            if ref.scope == "tenant":
+                account = self.ledger.account(ref, now)
+                ratios[ref.tenant] = account.spent / account.budget.amount
+        peer.send(BUDGET_SETTLED, ([(*_wire_ref(c.ref), c.threshold, c.spent) for c in crossings], ratios))
+
+
+def _wire_ref(ref: BudgetRef) -> tuple[str, str, str, str]:
+    return (ref.scope, ref.name, ref.tenant, ref.budget.model_dump_json())
 
 
 class HubLink:
@@ -217,6 +277,66 @@ class SharedLimiter:
 
     async def close(self) -> None:
         pass  # the link belongs to the worker (proxy/app/worker.py)
+
+
+@dataclass
+class SharedCharge(Charge):
+    """A charge the supervisor holds, named by a ticket unique on this worker's connection."""
+
+    ticket: int = 0
+
+
+class SharedLedger:
+    """The `Ledger` of a worker: every charge and settle goes to the supervisor's one ledger. Crossings come
+    back with the settle's answer (`on_crossed` audits them); `used_ratios` is the last answer's view."""
+
+    def __init__(self, hub: HubLink, zone: ZoneInfo, on_crossed: Callable[[list[Crossing]], None]) -> None:
+        self.hub = hub
+        self.zone = zone
+        self.on_crossed = on_crossed
+        self.ratios: dict[str, float] = {}
+        self._tickets = 0
+        hub.pushed[BUDGET_SETTLED] = self._settled
+
+    async def charge(self, refs: tuple[BudgetRef, ...], estimate: float, now: float) -> Charge | BudgetRefusal:
+        self._tickets += 1
+        ticket = self._tickets
+        try:
+            answer = await self.hub.request(BUDGET, "charge", ticket, [_wire_ref(r) for r in refs], estimate, now,
+                                            str(self.zone))
+        except (ConnectionError, TimeoutError) as exc:  # a hard budget cannot be kept blind: refuse for a moment
+            log.warning("the supervisor's budget ledger is unreachable (%s)", exc)
+            hard = next((r for r in refs if r.budget.mode == "hard"), None)
+            if hard is not None:
+                return BudgetRefusal(hard, 0.0, now + 1.0)
+            return Charge(refs, estimate, None)
+        if not answer[0]:
+            return BudgetRefusal(refs[answer[1]], float(answer[2]), float(answer[3]))
+        return SharedCharge(refs, estimate, answer[1], ticket=ticket)
+
+    async def settle(self, charge: Charge, cost: float, now: float) -> list[Crossing]:
+        return self.settle_now(charge, cost, now)
+
+    def settle_now(self, charge: Charge, cost: float, now: float) -> list[Crossing]:
+        """Sent at once (before the answer's last byte), so the next charge anywhere meets it; the crossings
+        arrive with the supervisor's answer."""
+        if isinstance(charge, SharedCharge):
+            self.hub.send(BUDGET, (0, "settle", charge.ticket, cost, now))
+        return []
+
+    def _settled(self, body: Any) -> None:
+        crossed, ratios = body
+        self.ratios.update(ratios)
+        if crossed:
+            self.on_crossed([Crossing(BudgetRef(scope, name, tenant,
+                                                BudgetSettings.model_validate_json(terms)), threshold, spent)
+                             for scope, name, tenant, terms, threshold, spent in crossed])
+
+    def used_ratios(self, now: float) -> dict[str, float]:
+        return dict(self.ratios)
+
+    async def close(self) -> None:
+        pass  # the link belongs to the worker
 
 
 class SharedAbuse:

@@ -24,8 +24,9 @@ MAX_FRAME = 256 << 20  # a spooled batch of 20,000 rows is a few MiB; anything t
 # Telemetry process -> worker: ACK(epoch), REPLY((req, ok, value)).
 HELLO, ROWS, CLOSE, BATCH, QUERY, METRICS, PING, ACK, REPLY = range(1, 10)
 # Worker <-> supervisor (proxy/governance/shared.py): requests and replies share REPLY's shape;
-# ABUSE_CHANGE is the supervisor's push, RELOAD a worker's ask that its siblings reload too.
-ADMIT, SETTLE, STATUS, READY, ABUSE, ABUSE_CHANGE, RELOAD = range(20, 27)
+# ABUSE_CHANGE is the supervisor's push, RELOAD a worker's ask that its siblings reload too; BUDGET
+# charges (a request) and settles (one-way), BUDGET_SETTLED the supervisor's answer to a settle.
+ADMIT, SETTLE, STATUS, READY, ABUSE, ABUSE_CHANGE, RELOAD, BUDGET, BUDGET_SETTLED = range(20, 29)
 
 
 class FrameError(Exception):
