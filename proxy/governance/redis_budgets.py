@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from proxy.governance.budgets import ROLLING_SLOTS, BudgetRef, BudgetRefusal, Charge, Crossing, period_bounds
+from proxy.governance.redis_limiter import redis_client
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    pass
 
 log = logging.getLogger("warden.governance.redis")
 
@@ -90,16 +91,10 @@ return out
 
 class RedisLedger:
     def __init__(self, url: str, prefix: str, zone: ZoneInfo, on_error: Any, timeout_s: float = 0.5) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError:
-            raise RuntimeError("governance.limiter is redis, but the redis package is not installed "
-                               "(pip install 'llm-warden[redis]')") from None
-        self.client: Redis = aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.client, self._errors = redis_client(url, timeout_s)
         self.prefix = prefix
         self.zone = zone
         self.on_error = on_error
-        self._errors = (aioredis.RedisError, OSError, TimeoutError)
         self._charge = self.client.register_script(CHARGE)
         self._settle = self.client.register_script(SETTLE)
 

@@ -83,18 +83,23 @@ return 1
 """.replace("BUCKET_TTL", str(BUCKET_TTL_MS))
 
 
+def redis_client(url: str, timeout_s: float) -> tuple[Redis, tuple[type[BaseException], ...]]:
+    """A client for the shared state (limits, budgets), and the errors that mean "Redis is away"."""
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:
+        raise RuntimeError("governance.limiter is redis, but the redis package is not installed "
+                           "(pip install 'llm-warden[redis]')") from None
+    client = aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    return client, (aioredis.RedisError, OSError, TimeoutError)
+
+
 class RedisLimiter:
     def __init__(self, url: str, prefix: str, fail_open: bool, on_error: Any, timeout_s: float = 0.5) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError:
-            raise RuntimeError("governance.limiter is redis, but the redis package is not installed "
-                               "(pip install 'llm-warden[redis]')") from None
-        self.client: Redis = aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.client, self._errors = redis_client(url, timeout_s)
         self.prefix = prefix
         self.fail_open = fail_open
         self.on_error = on_error
-        self._errors = (aioredis.RedisError, OSError, TimeoutError)
         self._admit = self.client.register_script(ADMIT)
         self._settle = self.client.register_script(SETTLE)
 
