@@ -103,3 +103,14 @@ def no_secrets_in_logs() -> Iterator[SecretWatch]:
         root.removeHandler(watch)
     if watch.leaks:
         pytest.fail("credentials in the logs:\n" + "\n".join(watch.leaks[:20]), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored(no_secrets_in_logs: SecretWatch) -> Iterator[None]:
+    """A test that runs the CLI in-process configures the root logger (a handler on the test's own
+    captured stderr, a level): put it back, so later tests neither write to a closed stream nor lose records."""
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = saved
+    root.setLevel(level)

@@ -91,11 +91,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+class _WardenHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Warden's own root handler: the one `configure` replaces, leaving any other handler (a host
+    application's, a test runner's) where it was."""
+
+
 def configure(level: str, fmt: LogFormat) -> None:
     """The process's root handler, in one format (the CLI calls it again once the config is read)."""
-    handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _WardenHandler)]:
+        root.removeHandler(old)
+    handler = _WardenHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
 
 
 def access_logger(record_of: Callable[[BaseRequest], Current | None]) -> type[AbstractAccessLogger]:

@@ -87,11 +87,15 @@ def test_configure_sets_one_root_handler_in_the_chosen_format() -> None:
     root = logging.getLogger()
     saved, level = root.handlers[:], root.level
     try:
+        others = root.handlers[:]  # pytest's own handlers: configure must leave them where they are
         configure("warning", "json")
-        assert len(root.handlers) == 1 and isinstance(root.handlers[0].formatter, JsonFormatter)
+        ours = [h for h in root.handlers if h not in others]
+        assert len(ours) == 1 and isinstance(ours[0].formatter, JsonFormatter)
         assert root.level == logging.WARNING
         configure("info", "text")
-        assert not isinstance(root.handlers[0].formatter, JsonFormatter)
+        ours = [h for h in root.handlers if h not in others]
+        assert len(ours) == 1 and not isinstance(ours[0].formatter, JsonFormatter)
+        assert all(h in root.handlers for h in others)
     finally:
         root.handlers[:] = saved
         root.setLevel(level)
