@@ -25,7 +25,9 @@ from proxy.sealing import load_sealer
 from proxy.state import ProxyState
 from proxy.tasks import TaskOwner
 from proxy.telemetry import TelemetryWriter
+from proxy.telemetry.commands import telemetry_socket
 from proxy.telemetry.events import health_listener
+from proxy.telemetry.process import TelemetryServer
 from proxy.telemetry.remote import RemoteWriter
 from proxy.tracing.export import SpanCounts, build_provider, plan
 from proxy.tracing.spans import Tracing
@@ -154,6 +156,12 @@ def telemetry_ctx(state: ProxyState, worker: int | None = None) -> Context:
             RemoteWriter(state.settings.telemetry, state.registry, worker, sealer=sealer)
         await writer.start()
         state.telemetry = writer
+        # A single Warden owns the embedded store as the telemetry process does under --workers: it answers
+        # `warden query` on the same socket, since no other process may open the directory while it runs.
+        queries = TelemetryServer(writer, telemetry_socket(state.settings.telemetry), state.registry) \
+            if worker is None and state.settings.telemetry.dsn.startswith("chdb://") else None
+        if queries is not None:
+            await queries.start()
         listener = health_listener(writer.emit)
         for backend in state.pool.backends():
             backend.listener = listener
@@ -162,6 +170,8 @@ def telemetry_ctx(state: ProxyState, worker: int | None = None) -> Context:
         finally:
             for backend in state.pool.backends():
                 backend.listener = None
+            if queries is not None:
+                await queries.stop(state.settings.server.shutdown_grace_s)
             state.telemetry = None
             await writer.stop()
 

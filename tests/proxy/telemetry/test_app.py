@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import yaml
 from clickhouse_connect.driver.client import Client
 
 from proxy.cli import main
+from proxy.telemetry.commands import query_command, telemetry_socket
+from proxy.telemetry.settings import TelemetrySettings
 from tests.proxy.conftest import ProxyFactory, UpstreamFactory, proxy_config
 from tests.proxy.telemetry.conftest import count, eventually
 from tests.support.llama import free_port
@@ -136,3 +140,32 @@ async def test_backend_state_changes_are_health_rows(
     group, backend, state, previous, reason = chdb_client.query(query).result_rows[0]
     assert (group, backend, state, previous) == ("main", dead, "ejected", "healthy")
     assert "ConnectFailed" in reason and "refused" in reason
+
+
+async def test_warden_query_answers_while_a_single_warden_runs(
+    db: str, chdb_dir: str, make_upstream: UpstreamFactory, make_proxy: ProxyFactory,
+    http: aiohttp.ClientSession, tmp_path: Path,
+) -> None:
+    """`make run` suggests `warden query ...` while Warden holds the embedded store: the running Warden
+    answers it on the telemetry socket, as the telemetry process does under --workers (issue 27)."""
+    up = await make_upstream()
+    config = proxy_config([up.url])
+    config["telemetry"] = fast_telemetry(chdb_dir, db, tmp_path)
+    proxy = await make_proxy(config)
+    async with http.post(proxy.url + "/v1/chat/completions", json={"model": "m1", "messages": []}) as r:
+        assert r.status == 200
+    settings = TelemetrySettings.model_validate(config["telemetry"])
+    assert telemetry_socket(settings).exists()
+    answers: list[int] = []
+
+    async def counted() -> bool:
+        out = io.StringIO()
+        assert await query_command(settings, "SELECT count() AS n FROM requests", fmt="json", out=out) == 0
+        answers.append(json.loads(out.getvalue())[0]["n"])
+        return answers[-1] == 1
+
+    for _ in range(100):
+        if await counted():
+            break
+        await asyncio.sleep(0.05)
+    assert answers[-1] == 1
