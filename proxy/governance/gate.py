@@ -199,8 +199,8 @@ class Governance:
                                    code="model_not_allowed")
         prompt_chars = 0
         if payload is not None:
-            self._check_size(principal, tenant, payload)
-            texts = [slot.get() for slot in text_slots(payload)]
+            texts = [slot.get() for slot in text_slots(payload)]  # one walk serves the size check and abuse
+            self._check_size(principal, tenant, payload, texts)
             prompt_chars = sum(map(len, texts))
             self.abuse.observe_prompt(principal.subject, principal.tenant, "\n".join(texts), now)
         charged = estimate_tokens(prompt_chars)
@@ -254,7 +254,8 @@ class Governance:
         else:
             self.background.spawn(self.limiter.settle(grant, tokens_per_minute, charged, used, now), "settle")
 
-    def _check_size(self, principal: Principal, tenant: TenantSettings, payload: dict[str, Any]) -> None:
+    def _check_size(self, principal: Principal, tenant: TenantSettings, payload: dict[str, Any],
+                    texts: list[str]) -> None:
         for name in ("max_tokens", "max_completion_tokens"):
             asked = payload.get(name)
             if tenant.max_tokens is not None and isinstance(asked, int) and asked > tenant.max_tokens:
@@ -262,7 +263,7 @@ class Governance:
                 raise InvalidRequest(f"'{name}' is {asked}; this key allows at most {tenant.max_tokens}",
                                      param=name, code="max_tokens_exceeded")
         if tenant.max_context_tokens is not None:
-            estimate = estimate_tokens(sum(len(s.get()) for s in text_slots(payload)))
+            estimate = estimate_tokens(sum(map(len, texts)))
             if estimate > tenant.max_context_tokens:
                 self._refuse(principal, "context")
                 raise InvalidRequest(f"the prompt is about {estimate} tokens; this key allows at most "

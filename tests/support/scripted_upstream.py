@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+
+from tests.support.local_server import LocalServer
 
 
 @dataclass
@@ -34,29 +35,14 @@ def sse(events: list[tuple[str, dict[str, Any] | str]], newline: str = "\n") -> 
     return out
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(LocalServer):
     def __init__(self) -> None:
         self.answer = Answer()
         self.bodies: list[bytes] = []
-        self.server: TestServer | None = None
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self._answer)
         self.app = app
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return str(self.server.make_url("")).rstrip("/")
-
-    async def start(self) -> Self:
-        self.server = TestServer(self.app, host="127.0.0.1")
-        await self.server.start_server()
-        return self
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.close()
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -19,6 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as ProtoStatus
+
+from tests.support.local_server import LocalServer
 
 
 def _value(value: AnyValue) -> Any:
@@ -47,29 +48,14 @@ class Received:
     resource: dict[str, Any] = field(default_factory=dict)
 
 
-class OtlpReceiver:
+class OtlpReceiver(LocalServer):
     def __init__(self) -> None:
         self.spans: list[Received] = []
         self.requests = 0
         self.content_types: set[str] = set()
-        self.server: TestServer | None = None
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
         self.app = app
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return str(self.server.make_url("")).rstrip("/")
-
-    async def start(self) -> Self:
-        self.server = TestServer(self.app, host="127.0.0.1")
-        await self.server.start_server()
-        return self
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.close()
 
     async def _traces(self, request: web.Request) -> web.Response:
         self.requests += 1
