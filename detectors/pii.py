@@ -14,7 +14,9 @@ text, it differs in five ways, each for speed or precision:
   * a prefilter (detectors/pii_rules.py) hands each recognizer only the texts it could match
     (no '@' -> no email recognizer), skips NER on texts without a capitalised word that could
     stand in a reported name (not a sentence opener such as "The", "Sure", "Write", not a product
-    name or a word with digits, which the guards drop), and skips a text when nothing could match;
+    name or a word with digits, which the guards drop), runs it on a longer text only around
+    such words (`ner_windows`: NER's cost grows with the tokens it reads), and skips a text when
+    nothing could match;
   * per-entity thresholds, an allow list and false-positive guards (order numbers, timestamps,
     versions, technical tokens, names cut at line breaks) are applied to presidio's results;
   * recognizer changes (detectors/pii_recognizers.py): one card recognizer for every brand and
@@ -59,6 +61,7 @@ from detectors.pii_rules import (
     AllowList,
     candidate_entities,
     false_positive,
+    ner_windows,
     shadowed,
     trim_name,
 )
@@ -75,10 +78,11 @@ WARM_UP_TEXTS = (
 
 @dataclass(slots=True)
 class PiiItem:
-    """One text and the entities worth looking for in it (decided by the prefilter)."""
+    """One text, the entities worth looking for in it and the parts of it NER must see (the prefilter's)."""
 
     text: str
     entities: tuple[str, ...]
+    ner_parts: tuple[tuple[int, int], ...] | None = None  # None: the whole text
 
     def __len__(self) -> int:
         # The batcher groups items by len() to limit padding; spaCy pads nothing, so every item
@@ -134,7 +138,15 @@ class PiiRunner:
     def tokenize(self, texts: list[str]) -> list[PiiItem]:
         if not self.options.prefilter:
             return [PiiItem(text, tuple(self.labels)) for text in texts]
-        return [PiiItem(text, candidate_entities(text, self.labels, self.options.guards)) for text in texts]
+        guarded = self.options.guards
+        items = []
+        for text in texts:
+            entities = candidate_entities(text, self.labels, guarded)
+            needs = NER_ENTITIES.intersection(entities)
+            # name entities only need the name words' neighbourhoods; a date or an age may be anywhere
+            parts = ner_windows(text, guarded) if needs and needs <= NAME_ENTITIES else None
+            items.append(PiiItem(text, entities, parts))
+        return items
 
     def collate(self, items: list[PiiItem]) -> list[PiiItem]:
         return items
@@ -184,9 +196,23 @@ class PiiRunner:
         needs_ner = [k for k, item in enumerate(items) if any(e in NER_ENTITIES for e in item.entities)]
         if self._ner is not None and needs_ner:
             return self._transformers_artifacts(items, needs_ner, engine)
-        batch = self._nlp.pipe([items[k].text for k in needs_ner], batch_size=max(1, self.settings.max_batch))
-        for k, doc in zip(needs_ner, batch, strict=True):
-            docs[k] = doc
+        pieces: list[tuple[int, tuple[int, int] | None]] = []
+        for k in needs_ner:
+            parts = items[k].ner_parts
+            pieces += [(k, None)] if parts is None else [(k, part) for part in parts]
+        texts = [items[k].text if part is None else items[k].text[part[0]:part[1]] for k, part in pieces]
+        batch = self._nlp.pipe(texts, batch_size=max(1, self.settings.max_batch))
+        found: dict[int, list[Any]] = {}
+        for (k, part), doc in zip(pieces, batch, strict=True):
+            if part is None:
+                docs[k] = doc
+            else:  # a part's entities, placed on the whole text's tokens
+                whole = docs[k] if docs[k] is not None else self._nlp.make_doc(items[k].text)
+                docs[k] = whole
+                found.setdefault(k, []).extend(
+                    whole.char_span(part[0] + e.start_char, part[0] + e.end_char, label=e.label_) for e in doc.ents)
+        for k, ents in found.items():
+            docs[k].ents = [span for span in ents if span is not None]
         # Texts that need no NER still need tokens: presidio's context words raise a pattern's score.
         return [to_artifacts(doc if doc is not None else self._nlp.make_doc(item.text), engine)
                 for doc, item in zip(docs, items, strict=True)]

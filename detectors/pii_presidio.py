@@ -94,7 +94,38 @@ def _load_spacy(model: str) -> Any:
     for name in nlp.pipe_names:
         if name not in keep:
             nlp.remove_pipe(name)
+    ops = matmul_ops()
+    for _, pipe in nlp.pipeline:
+        for node in getattr(pipe, "model").walk():  # noqa: B009 (spaCy types a pipe as a callable)
+            node.ops = ops
     return nlp
+
+
+def matmul_ops() -> Any:
+    """thinc's CPU ops with numpy's matrix product in place of blis's.
+
+    The blis wheel picks its kernels by CPU model and runs its portable C on CPUs it does not
+    know (recent AMD EPYC, for one: BLIS_ARCH_DEBUG=1 prints 'generic'), where its products were
+    3-5x slower than numpy's OpenBLAS (which picks by CPU features) at NER's shapes, and NER about
+    a quarter slower as a whole. The entities were the same on the PII corpora
+    (tests/detectors/test_pii_gate.py). The parser's own C loop still calls blis for its small
+    per-step products: those are out of Python's reach.
+    """
+    import numpy as np
+    from thinc.api import NumpyOps
+
+    class MatmulOps(NumpyOps):  # type: ignore[misc]
+        name = "numpy-matmul"
+
+        def gemm(self, x: Any, y: Any, out: Any = None, trans1: bool = False, trans2: bool = False) -> Any:
+            a = x.T if trans1 else x
+            b = y.T if trans2 else y
+            if out is None:
+                return np.matmul(a, b)
+            np.matmul(a, b, out=out)
+            return out
+
+    return MatmulOps()
 
 
 def build_analyzer(options: PiiOptions) -> tuple[Any, Any, list[str]]:

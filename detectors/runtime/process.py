@@ -94,6 +94,12 @@ def main(argv: list[str] | None = None, prog: str = "warden scanner") -> int:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
+    # numpy's BLAS (spaCy's NER products: detectors/pii_presidio.py `matmul_ops`) on one thread: its
+    # matrices are small, and a second BLAS thread doubled NER's CPU for a third less wall time,
+    # on cores this process shares with its own model threads and the proxy.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(settings))
     return 0
