@@ -3,6 +3,10 @@ each miss class of issue 25 caught, and identity statements, negation and report
 
 from __future__ import annotations
 
+import json
+import random
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,6 +17,7 @@ from detectors.runtime.protocol import TaskInfo
 from detectors.scanned import ScannerDetector, Shaping, pieces
 from detectors.threats import REPORTED, ThreatRules
 
+ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack"]
 CAUGHT = {
     "insult": ["You're a lying, cheating scumbag.", "Get out of my sight, you useless oaf and stupid clown.",
@@ -113,3 +118,26 @@ async def test_the_threat_rules_switch_turns_the_abuse_rules_off_too() -> None:
     assert await detector(Shaping(64, True, False)).detect(["Black people are savages."]) == [[]]
     on = await detector(Shaping(64, True, False, abuse_rules=True)).detect(["Black people are savages."])
     assert {f.label for f in on[0]} == {"toxicity", "identity_attack"}
+
+
+def _quality_texts() -> list[str]:
+    texts = [json.loads(line)["text"] for name in ("toxicity_set.jsonl", "toxicity_holdout.jsonl")
+             for line in (ROOT / "bench" / "data" / name).read_text().splitlines() if line.strip()]
+    return texts + [text for group in CAUGHT.values() for text in group] + PASSED + NEGATED + REPORTED_SPEECH
+
+
+def test_the_word_gate_changes_no_match() -> None:
+    # Rules run only where one of their words (or phrases) is in the text; the gate must never hide
+    # a match: every text of both toxicity sets, their classifier views, upper case, texts glued
+    # together, and non-ASCII variants (the regex engine's own case folding: KELVIN SIGN is a "k").
+    rules = AbuseRules()
+    texts = _quality_texts()
+    rng = random.Random(5)
+    variants = ([classifier_view(t) for t in texts] + [t.upper() for t in texts]
+                + [" ".join(rng.sample(texts, 3)) for _ in range(200)]
+                + [t + " café" for t in texts] + [t.replace("k", "\u212a").replace("s", "\u017f") for t in texts])
+    for text in texts + variants:
+        assert rules.matches(text) == rules.matches(text, gated=False), text
+    assert any(rules.matches(t.replace("k", "\u212a")) for t in CAUGHT["insult"] if "k" in t)  # the odd letters matter
+    benign = [t for t in PASSED if not rules.matches(t, gated=False)]
+    assert sum(len(rules._possible(t)) for t in benign) < len(benign) * len(rules._rules) / 4  # the gate skips most
