@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ from detectors.runtime.protocol import (
     TaskInfo,
     decode_reply,
     encode,
+    pack_tokens,
     read_frame,
     unpack_rows,
 )
@@ -201,10 +203,19 @@ class ScannerClient:
         return reply
 
     async def scan(self, task: str, texts: list[str], priority: Priority = "request",
-                   timeout_s: float | None = None) -> ScanResult:
+                   timeout_s: float | None = None, tokens: Sequence[Sequence[int] | None] | None = None) -> ScanResult:
+        """`tokens`: each text's token ids, made with a tokenizer of the task's fingerprint
+        (`TaskInfo.tokenizer` in `ping()`), already truncated, special tokens included; None or
+        empty for a text the scanner should tokenize. The scanner checks them against its
+        vocabulary and `max_length`. A call with tokens is sent as its own frame."""
         if not texts:
             return ScanResult(labels=[], scores=np.zeros((0, 0), dtype=np.float32), vectors=None, spans=[])
         timeout = timeout_s or self.call_timeout_s
+        if tokens is not None:
+            if len(tokens) != len(texts):
+                raise ValueError(f"tokens for {len(tokens)} texts, but {len(texts)} texts")
+            packed = [pack_tokens(np.asarray(ids)) if ids is not None and len(ids) else b"" for ids in tokens]
+            return await self._scan_frame(task, texts, priority, timeout, packed)
         if not self.coalesce or len(texts) >= MAX_TEXTS_PER_CALL:
             return await self._scan_frame(task, texts, priority, timeout)
         key = (task, priority)
@@ -281,7 +292,8 @@ class ScannerClient:
                 w.future.set_result(result.rows(start, start + len(w.texts)))
             start += len(w.texts)
 
-    async def _spread_frame(self, task: str, texts: list[str], priority: Priority, timeout_s: float) -> ScanResult:
+    async def _spread_frame(self, task: str, texts: list[str], priority: Priority, timeout_s: float,
+                            tokens: list[bytes] | None = None) -> ScanResult:
         """To the least busy worker (rotating on ties); to the next one when that one cannot answer."""
         count = len(self._workers)
         self._turn = (self._turn + 1) % count
@@ -289,16 +301,18 @@ class ScannerClient:
         error: ScannerUnavailable | None = None
         for k in order:
             try:
-                return await self._workers[k]._scan_frame(task, texts, priority, timeout_s)
+                return await self._workers[k]._scan_frame(task, texts, priority, timeout_s, tokens)
             except ScannerUnavailable as exc:
                 error = exc
         assert error is not None
         raise error
 
-    async def _scan_frame(self, task: str, texts: list[str], priority: Priority, timeout_s: float) -> ScanResult:
+    async def _scan_frame(self, task: str, texts: list[str], priority: Priority, timeout_s: float,
+                          tokens: list[bytes] | None = None) -> ScanResult:
         if self._workers:
-            return await self._spread_frame(task, texts, priority, timeout_s)
-        reply = await self._call(ScanRequest(id=next(self._ids), task=task, texts=texts, priority=priority), timeout_s)
+            return await self._spread_frame(task, texts, priority, timeout_s, tokens)
+        request = ScanRequest(id=next(self._ids), task=task, texts=texts, priority=priority, tokens=tokens)
+        reply = await self._call(request, timeout_s)
         if reply.vectors is not None and reply.dim:
             return ScanResult(labels=[], vectors=unpack_rows(reply.vectors, reply.dim))
         if reply.spans is not None:

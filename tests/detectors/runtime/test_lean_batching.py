@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -92,6 +93,14 @@ async def test_frames_of_mixed_sizes_and_tasks_score_as_per_request_calls(tmp_pa
                                       *(client.scan("embed", c, priority="background") for c in chunks))
         tokens = [pack_tokens(np.array(ids)) for ids in classifier.tokenize(texts[:5])] + [b""]
         given = await scanner._answer(ScanRequest(id=1, task="toxicity", texts=[*texts[:5], texts[5]], tokens=tokens))
+        # the client's own `tokens=`: ids for some texts, None for one it leaves to the scanner;
+        # texts that do not match their ids show that the ids, not the texts, were scored
+        ids: list[list[int] | None] = [list(map(int, row)) for row in classifier.tokenize(texts[:3])] + [None]
+        by_ids = await client.scan("toxicity", ["unrelated words"] * 3 + [texts[3]], tokens=ids)
+        with pytest.raises(ValueError, match="tokens for 1 texts"):
+            await client.scan("toxicity", texts[:2], tokens=[[1, 2]])
+        oversized = await scanner._answer(ScanRequest(id=2, task="toxicity", texts=["x"],
+                                                      tokens=[pack_tokens(np.array([1] * 10_000))]))
     finally:
         await client.close()
         await scanner.stop()
@@ -104,6 +113,8 @@ async def test_frames_of_mixed_sizes_and_tasks_score_as_per_request_calls(tmp_pa
     assert given.ok and isinstance(given.scores, bytes) and given.dim == 6  # caller's token ids: same scores
     sent = np.frombuffer(given.scores, "<f4").reshape(-1, 6)
     assert float(np.abs(sent - got["toxicity"][:6]).max()) <= FP32_TOLERANCE
+    assert by_ids.scores is not None and float(np.abs(by_ids.scores - got["toxicity"][:4]).max()) <= FP32_TOLERANCE
+    assert not oversized.ok and oversized.error == "invalid"  # longer than max_length: refused, not truncated
 
 
 async def test_a_frame_larger_than_a_batch_is_answered_once_in_order(classifier: Any) -> None:
