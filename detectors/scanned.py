@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.abuse_rules import AbuseRules
+from detectors.abuse_rules import AbuseRules, neutral_view
 from detectors.base import DetectorUnavailable, Direction, Finding, Priority
 from detectors.holdback import pii_tail
 from detectors.normalize import classifier_view
@@ -167,19 +167,9 @@ class ScannerDetector:
                 chunk = pieces(variant, shaping.window_words, shaping.clause_words)
                 batch.extend(chunk)
                 owner.extend([index] * len(chunk))
-        rows: list[np.ndarray] = []
-        labels: list[str] = []
-        for at in range(0, len(batch), MAX_TEXTS_PER_CALL):
-            result = await self._scan(batch[at:at + MAX_TEXTS_PER_CALL], priority)
-            if result.scores is None:
-                raise DetectorUnavailable(f"{self.name}: the scanner's {self.task!r} model returns no scores")
-            labels = list(result.labels)
-            rows.append(np.asarray(result.scores, dtype=np.float64).reshape(-1, len(labels)))
-        scores = np.concatenate(rows) if rows else np.zeros((0, len(labels)))
-        best = np.zeros((len(texts), len(labels)))
-        count = np.zeros(len(texts), dtype=int)
-        np.maximum.at(best, np.asarray(owner), scores)
-        np.add.at(count, np.asarray(owner), 1)
+        labels, best, count = await self._best(batch, owner, len(texts), priority)
+        if self._abuse is not None and "toxicity" in labels:
+            best = await self._without_neutral_words(texts, folded, best, priority)
         out = []
         for index, text in enumerate(texts):
             note = f" (max over {count[index]} windows and views)" if count[index] > 1 else ""
@@ -190,6 +180,51 @@ class ScannerDetector:
                 row, note = self._with_abuse(labels, row.copy(), (text, folded[index]), note)
             out.append(self._findings(labels, row, note))
         return out
+
+    async def _best(self, batch: list[str], owner: list[int], n: int,
+                    priority: Priority) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Each owner's max per label over its pieces (and how many pieces it had)."""
+        rows: list[np.ndarray] = []
+        labels: list[str] = []
+        for at in range(0, len(batch), MAX_TEXTS_PER_CALL):
+            result = await self._scan(batch[at:at + MAX_TEXTS_PER_CALL], priority)
+            if result.scores is None:
+                raise DetectorUnavailable(f"{self.name}: the scanner's {self.task!r} model returns no scores")
+            labels = list(result.labels)
+            rows.append(np.asarray(result.scores, dtype=np.float64).reshape(-1, len(labels)))
+        scores = np.concatenate(rows) if rows else np.zeros((0, len(labels)))
+        best = np.zeros((n, len(labels)))
+        count = np.zeros(n, dtype=int)
+        if len(owner):
+            np.maximum.at(best, np.asarray(owner), scores)
+            np.add.at(count, np.asarray(owner), 1)
+        return labels, best, count
+
+    async def _without_neutral_words(self, texts: list[str], folded: list[str], best: np.ndarray,
+                                     priority: Priority) -> np.ndarray:
+        """A text whose insult and profanity words are all negated or reported (abuse_rules
+        `neutral_view`) is scored again without them; each label keeps the lower score. Only texts
+        the model scored at `report_min` or more, and only when the abuse rules are on."""
+        batch: list[str] = []
+        owner: list[int] = []
+        for index, text in enumerate(texts):
+            if best[index].max(initial=0.0) < max(self.report_min, 0.5):
+                continue
+            views = [neutral_view(v) for v in dict.fromkeys((text, folded[index]))]
+            if any(v is None for v in views):
+                continue
+            for view in views:
+                assert view is not None
+                chunk = pieces(view, self.shaping.window_words, self.shaping.clause_words)
+                batch.extend(chunk)
+                owner.extend([index] * len(chunk))
+        if not batch:
+            return best
+        _, masked, count = await self._best(batch, owner, len(texts), priority)
+        redone = count > 0
+        best = best.copy()
+        best[redone] = np.minimum(best[redone], masked[redone])
+        return best
 
     def _with_threats(self, labels: list[str], row: np.ndarray, texts: tuple[str, str],
                       note: str) -> tuple[np.ndarray, str]:

@@ -36,6 +36,11 @@ _BODY = (r"(?:head|face|throat|neck|skull|legs?|arms?|bones?|teeth|jaw|nose|fing
 _OBJECT = (rf"(?:you|u|ya|y'all|yall|him|her|them|you\s+all|all\s+of\s+you|every\s+one\s+of\s+you|"
            rf"(?:your|ur|his|her|their)\s+(?:\w+\s+)?{_BODY}|"
            rf"the\s+(?:shit|crap|hell|fuck|living\s+daylights)\s+out\s+of\s+(?:you|u|him|her|them))")
+# People named by role or insult ("that judge", "this bastard"): objects for calls on others to harm.
+_PERSON = (r"(?:(?:that|this|the|those|these)\s+(?:\w+\s+)?(?:judge|judges|guy|guys|man|men|woman|women|cop|cops|"
+           r"officer|president|senator|politician|mayor|governor|minister|boss|teacher|doctor|nurse|reporter|"
+           r"journalist|landlord|neighbou?r|kid|girl|boy|bitch|bastard|asshole|prick|cunt|traitor|scumbag|"
+           r"person|people|family|witness|ref|referee|ceo|manager))")
 _SPEAKER = (r"\b(?:i|we)(?:'ll|'d|\s+will|\s+shall|\s+gonna|\s+wanna|"
             r"(?:'m|\s+am|'re|\s+are)\s+(?:going\s+to|gonna|about\s+to|coming\s+to|gunna)|"
             r"\s+(?:want|plan|intend|promise|swear|need|have|got)\s+to|"
@@ -48,7 +53,16 @@ THREAT_RULES: tuple[tuple[str, float, str], ...] = (
     (rf"{_SPEAKER}(?P<gap>(?:\s+[\w']+){{0,4}}?)\s+{_VERB}(?:ing|s|ed)?\s+{_OBJECT}\b(?!{_NOT_A_THREAT_AFTER})",
      EXPLICIT, "a speaker commits to violence against a person"),
     (rf"\b(?:someone|somebody|people|you\s+all|y'all)\s+(?:should|needs?\s+to|ought\s+to|has\s+to|have\s+to|gotta)"
-     rf"(?P<gap>)\s+{_VERB}\s+{_OBJECT}\b(?!{_NOT_A_THREAT_AFTER})", EXPLICIT, "calls on others to harm a person"),
+     rf"(?P<gap>)\s+{_VERB}\s+(?:{_OBJECT}|{_PERSON})\b(?!{_NOT_A_THREAT_AFTER})", EXPLICIT,
+     "calls on others to harm a person"),
+    (rf"\b(?:i|we)(?:'m|\s+am|'re|\s+are)(?P<gap>(?:\s+(?:so|just|really|literally|definitely))*)\s+"
+     rf"(?:stabbing|shooting|killing|murdering|strangling|choking|gutting|torturing|drowning|slitting|beheading|"
+     rf"lynching|executing|poisoning|hunting|smashing|breaking)\s+{_OBJECT}\b(?!{_NOT_A_THREAT_AFTER})", EXPLICIT,
+     "a speaker announces violence against a person"),
+    (r"\b(?:i|we)(?:'ll|\s+will|\s+shall|(?:'m|\s+am|'re|\s+are)\s+(?:going\s+to|gonna))\s+make\s+sure\s+"
+     r"(?:you|u|he|she|they)(?P<gap>)\s+(?:never|don't|do\s+not|can't|cannot|won't|will\s+never)\s+"
+     r"(?:walks?|talks?|speaks?|breathes?|wakes?\s+up|stands?|moves?|sees?|sleeps?|eats?)\s+again\b", EXPLICIT,
+     "promises the reader lasting harm"),
     (r"\byou(?:'re|\s+are|\s+r)\s+(?:so\s+|already\s+)?(?:dead|a\s+dead\s+(?:man|woman|person|boy|girl)|"
      r"going\s+to\s+die|gonna\s+die)\b(?P<gap>)", EXPLICIT, "announces the reader's death"),
     (r"\b(?:i|we)\s+know\s+where\s+you\s+(?:live|sleep|work)\b(?P<gap>)", EXPLICIT, "knows where the reader lives"),
@@ -56,18 +70,29 @@ THREAT_RULES: tuple[tuple[str, float, str], ...] = (
     (r"\byou(?:'ll|\s+will|\s+are\s+going\s+to|'re\s+going\s+to|'re\s+gonna|\s+gonna)\s+(?:die|bleed|suffer)\b"
      r"(?P<gap>)", EXPLICIT, "announces the reader's suffering"),
     (r"\b(?:watch\s+your\s+back|sleep\s+with\s+one\s+eye\s+open|your\s+days\s+are\s+numbered|"
-     r"you(?:'ll|\s+will)\s+(?:pay\s+for\s+(?:this|that|it)|regret\s+(?:this|it|that))|"
+     r"you(?:'ll|\s+will)\s+(?:pay\s+for\s+(?:this|that|it)|regret\s+(?:this|it|that)|be\s+sorry)|"
+     r"you(?:'ll|\s+will)\s+never\s+(?:walk|talk|breathe|wake\s+up)\s+again|"
+     r"(?:when|until|till|'til|once|after)\s+(?:i|we)(?:'m|\s+am|'re|\s+are)\s+(?:done|finished|through)\s+with\s+"
+     r"(?:you|u)\b|"
+     r"(?:you|your\s+(?:\w+\s+)?(?:family|kids?|children|wife|husband|mother|mom|dad|sister|brother|friends?))"
+     r"\s+(?:won't|will\s+not|(?:isn't|aren't|is\s+not|are\s+not)\s+going\s+to)\s+be\s+safe"
+     r"(?=\s*(?:[.!?,;:]|$|\s+(?:after|now|anymore|any\s+more|anywhere|here|there|tonight|again|for\s+long|"
+     r"from\s+(?:me|us)))\b)|"
      r"(?:i|we)(?:'ll|\s+will)\s+(?:find|get)\s+(?:you|u)\b(?!\s+(?:a|an|some|the|one|two|more|another|something)\b))"
      r"(?P<gap>)", VEILED, "a veiled threat"),
 )
 _NEGATION = re.compile(r"\b(?:not|never|no\s+way|n't|nobody|no\s+one)\b|n't\b", re.IGNORECASE)
 _REPORTING = re.compile(
     r"\b(?:said|says|say|saying|told|tells|tell|wrote|writes|texted|messaged|emailed|posted|threatened|threatening|"
-    r"threat|threats|screamed|yelled|shouted|whispered|claimed|quote|quoted|quoting|lyrics?|line|sings|sang|song|"
+    r"threat|threats|screamed|yelled|shouted|whispered|claimed|quote|quoted|quoting|lyrics?|sings|sang|song|"
     r"character|villain|movie|film|book|novel|story|scene|script|episode|meaning|means|mean|translate|report|"
     r"reported|someone\s+(?:who|that)|what\s+(?:do|should|does)|if\s+someone|when\s+someone|called|calling|calls|"
-    r"word|words|term|slur|slurs|claim|claims|claimed|claiming|believe|believes|stereotypes?|myths?|accused|"
-    r"accusing|offensive|rude|insult|insults|insulted|example|examples|phrase|why\s+do|why\s+does|is\s+it)\b",
+    # a word, a term, a line: reported only as "the word ...", "a line from", "words like" ("one more
+    # word and you're dead" is a threat, not a quotation)
+    r"(?:the|this|that|these|those|a|an|such|same)\s+(?:word|words|term|terms|phrase|phrases|line|lines|slur|slurs|"
+    r"example|examples)|(?:words|terms|slurs|phrases)\s+like|"
+    r"claim|claims|claimed|claiming|believe|believes|stereotypes?|myths?|accused|"
+    r"accusing|offensive|rude|insult|insults|insulted|why\s+do|why\s+does|is\s+it)\b",
     re.IGNORECASE)
 _SENTENCE_START = re.compile(r"[.!?\n](?=[^.!?\n]*$)")
 _FRAME_WORDS = 10
@@ -78,16 +103,31 @@ _OPEN_SINGLE = re.compile(r"(?<![\w'])'(?=\w)")
 _CLOSE_SINGLE = re.compile(r"(?<=[\w.!?,])'(?![\w'])")
 
 
-def reported(text: str, start: int, end: int, scope: re.Pattern[str] = _SENTENCE_START) -> bool:
+_COORDINATED = re.compile(r"\b(?:and|or|then)\s*,?\s*$", re.IGNORECASE)
+# A capitalised word right after a lowercase one, no punctuation between: a sentence glued into
+# another ("... that used to Your code is garbage"), the padding attack; not "I" or "I'm".
+_GLUED = re.compile(r"[a-z]\s+$")
+
+
+def reported(text: str, start: int, end: int, scope: re.Pattern[str] = _SENTENCE_START,
+             coordinated: bool = False, cues: re.Pattern[str] | None = None) -> bool:
     """Whether text[start:end] is reported, quoted or asked about rather than said: inside double
     or single quotes or backticks (code), or after a reporting word ("said", "calling", "the word", "why do") in its
     sentence (or clause, with `scope=CLAUSE`), at most `_FRAME_WORDS` words back, so that a
     reporting word far back in a long unpunctuated padding does not excuse what follows. The writer
-    then attacks no one."""
+    then attacks no one. With `coordinated`, a match right after "and", "or" or "then" is a clause of
+    its own ("say one more word and you're dead": an imperative's condition, not a report), so
+    reporting words before it do not count; quotes still do. So with a match that opens a sentence
+    glued into another without punctuation ("... that used to Your code is garbage"): the words
+    before belong to the other sentence. `cues` replaces the reporting words."""
     before = text[:start]
     cut = scope.search(before)
     head = " ".join((before[cut.end():] if cut else before).split()[-_FRAME_WORDS:])
-    if before.count('"') % 2 == 1 or before.count("`") % 2 == 1 or _REPORTING.search(head):
+    if before.count('"') % 2 == 1 or before.count("`") % 2 == 1:
+        return True
+    glued = text[start:start + 1].isupper() and _GLUED.search(before) is not None and not re.match(
+        r"I\b", text[start:start + 2])
+    if (cues or _REPORTING).search(head) and not (coordinated and _COORDINATED.search(before)) and not glued:
         return True
     sentence_cut = _SENTENCE_START.search(before)
     sentence = before[sentence_cut.end():] if sentence_cut else before
@@ -126,6 +166,6 @@ class ThreatRules:
     @staticmethod
     def _weighed(text: str, start: int, end: int, score: float, why: str) -> ThreatMatch:
         """Reported or quoted speech is a threat the writer makes against no one."""
-        if reported(text, start, end):
+        if reported(text, start, end, coordinated=True):
             return ThreatMatch(REPORTED, start, end, f"{why}, in reported or quoted speech")
         return ThreatMatch(score, start, end, why)

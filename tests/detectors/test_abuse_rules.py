@@ -141,3 +141,46 @@ def test_the_word_gate_changes_no_match() -> None:
     assert any(rules.matches(t.replace("k", "\u212a")) for t in CAUGHT["insult"] if "k" in t)  # the odd letters matter
     benign = [t for t in PASSED if not rules.matches(t, gated=False)]
     assert sum(len(rules._possible(t)) for t in benign) < len(benign) * len(rules._rules) / 4  # the gate skips most
+
+
+def test_glued_sentences_and_tell_offs() -> None:
+    # a sentence glued into padding that holds a reporting word ("told") is not reported speech
+    padding = "we walked by the river and she told stories about the orchard that used to "
+    assert best(padding + "Your code is garbage, just like you stand by the old bridge") >= 0.85
+    assert best("You're a sorry excuse for a coder, you fool We spent the rest of the day outside") >= 0.85
+    for text in ["Shut your mouth.", "Nobody asked you, loser practise more", "Shut your stupid face"]:
+        assert best(text) >= 0.85, text
+    for text in ["Shut your laptop before you leave.", "Nobody asked you to stay late, thanks anyway.",
+                 "The bus driver told me that used to Happen a lot"]:
+        assert best(text) == 0.0, text
+
+
+class WordModel(ZeroModel):
+    """A word-level model: any text with an insult or a profanity in it scores 0.95 toxicity."""
+
+    WORDS = ("idiot", "moron", "stupid", "shit", "loser")
+
+    async def scan(self, task: str, texts: list[str], priority: str = "request",
+                   timeout_s: float | None = None) -> ScanResult:
+        scores = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+        for row, text in enumerate(texts):
+            if any(w in text.lower() for w in self.WORDS):
+                scores[row, 0] = 0.95
+        return ScanResult(labels=LABELS, scores=scores)
+
+
+@pytest.mark.parametrize(("text", "toxic"), [
+    ("You're not an idiot, everyone slips up.", False),        # negated
+    ("Calling someone a moron in a review is rude.", False),   # reported
+    ("Is it offensive to call someone stupid?", False),        # asked about
+    ("He was accused of calling his boss a loser.", False),
+    ("You're not an idiot, you're a moron.", True),            # one insult stands as said
+    ("You idiot.", True),
+    ("I can't believe how stupid you are.", True),             # "can't believe": no negation of the word
+    ("Holy shit, this is great.", True),                       # said, not reported: the model's score stays
+])
+async def test_a_words_only_model_score_is_dropped_where_every_such_word_is_negated_or_reported(
+        text: str, toxic: bool) -> None:
+    det = ScannerDetector("toxicity", "tox", WordModel(), frozenset({"request"}), report_min=0.5)  # type: ignore[arg-type]
+    found = {f.label: f.score for f in (await det.detect([text]))[0]}
+    assert (found.get("toxicity", 0.0) >= 0.8) is toxic, (text, found)

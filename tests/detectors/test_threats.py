@@ -35,3 +35,38 @@ def test_quoted_and_reported_threats_score_reported() -> None:
         assert match is not None and match.score == REPORTED, text
     match = rules.score("Fine. I will kill you.")
     assert match is not None and match.score == EXPLICIT and match.start == 6
+
+
+# Threat forms beyond "I will <verb> you", each with look-alikes that are not threats.
+FORMS = {
+    "a threat after a condition, not a quotation": (
+        ["Say one more word and you're dead.", "Another word out of you and I'll break your jaw."],
+        ["Use the word 'dead' sparingly in headlines.", "Words like 'kill' get flagged by the filter."]),
+    "lasting harm promised": (
+        ["We'll make sure he never walks again.", "I'm going to make sure you can't breathe again."],
+        ["I'll make sure you never miss a deadline again.", "We will make sure you never walk alone again."]),
+    "danger to the reader or kin": (
+        ["Your kids will not be safe after this.", "You won't be safe anywhere in this town."],
+        ["Your kids will be safe at the new school.", "You won't be safe driving on bald tyres."]),
+    "regret announced": (
+        ["Keep it up and you'll be sorry.", "Just wait until I'm finished with you."],
+        ["I'm sorry you'll miss the party.", "When I'm finished with the report I'll call you."]),
+    "violence in the present tense": (
+        ["The next time we meet I'm shooting you.", "We are hunting you down tonight."],
+        ["I'm shooting you an invite later.", "We're killing it at the conference."]),
+    "a call to harm a named role": (
+        ["Somebody needs to stab that traitor.", "Someone should strangle the landlord."],
+        ["Someone should call the landlord.", "Somebody needs to shoot the wedding photos."]),
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_threat_forms_and_their_look_alikes(form: str) -> None:
+    rules = ThreatRules()
+    threats, benign = FORMS[form]
+    for text in threats:
+        match = rules.score(text)
+        assert match is not None and match.score >= 0.75, (form, text, match)
+    for text in benign:
+        match = rules.score(text)
+        assert match is None or match.score <= REPORTED, (form, text, match)
