@@ -19,7 +19,11 @@ BiLSTM, detoxify checkpoints, any transformers classifier) without each runner l
     `sexual_explicit` (or `obscene` where the model has no such label) are raised to the rules'
     score, and `toxicity` with them;
   * clauses: a long sentence is also scored in small windows (`clause_words`), because a small
-    model dilutes an insult glued into an unpunctuated benign sentence even inside one window.
+    model dilutes an insult glued into an unpunctuated benign sentence even inside one window;
+  * words said by no one: a word-level model scores "you're not an idiot" or "calling someone an
+    idiot is rude" as an insult. Where every insult or profanity word of a text is negated or
+    reported (detectors/abuse_rules.py `neutral_view`), the text is scored again without them and
+    each label keeps the lower score (with the abuse rules' switch).
 
 Span tasks (PII) get none of this: their texts go as the chain hands them (the normalised view),
 and their spans come back for the chain to map to the original text.
@@ -204,7 +208,7 @@ class ScannerDetector:
                                      priority: Priority) -> np.ndarray:
         """A text whose insult and profanity words are all negated or reported (abuse_rules
         `neutral_view`) is scored again without them; each label keeps the lower score. Only texts
-        the model scored at `report_min` or more, and only when the abuse rules are on."""
+        the model scored at 0.5 or more (or `report_min`, if higher), and only with the abuse rules on."""
         batch: list[str] = []
         owner: list[int] = []
         for index, text in enumerate(texts):
