@@ -62,6 +62,7 @@ from detectors.pii_rules import (
     candidate_entities,
     false_positive,
     ner_windows,
+    prefilter_id,
     shadowed,
     trim_name,
 )
@@ -120,6 +121,8 @@ class PiiRunner:
         self.device = ner.device if ner is not None else "cpu"
         self._min = {e: options.thresholds.get(e, DEFAULT_THRESHOLDS.get(e, self._default_min)) for e in entities}
         self._allow = AllowList(options.allow_list)
+        # Callers may skip what this prefilter would (detectors/scanned.py): the same rule, the same texts.
+        self.prefilter_id = prefilter_id(options.guards) if options.prefilter else ""
         # Thread CPU seconds by stage, cumulative: the batcher bills them apart from the rest of forward.
         self.stage_seconds = {"ner": 0.0, "recognizers": 0.0}
 

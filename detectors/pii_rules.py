@@ -206,6 +206,15 @@ def candidate_entities(text: str, entities: Iterable[str], guarded: bool = True)
     return tuple(e for e in entities if (need := _NEEDS.get(e)) is None or need(features))
 
 
+PREFILTERS = {"pii:guarded": True, "pii:unguarded": False}  # announced name -> `guarded`
+
+
+def prefilter_id(guarded: bool) -> str:
+    """`candidate_entities` with its `guarded` flag, by the name the scanner announces it under
+    (TaskInfo.prefilter): a caller that knows the name may skip the texts it would skip."""
+    return "pii:guarded" if guarded else "pii:unguarded"
+
+
 # --- false-positive guards -------------------------------------------------------------------
 
 _REFERENCE = re.compile(

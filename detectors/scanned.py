@@ -41,6 +41,7 @@ from detectors.abuse_rules import AbuseRules, neutral_view
 from detectors.base import DetectorUnavailable, Direction, Finding, Priority
 from detectors.holdback import pii_tail
 from detectors.normalize import classifier_view
+from detectors.pii_rules import PREFILTERS, candidate_entities
 from detectors.runtime.client import ScannerClient, ScannerError, ScanResult
 from detectors.runtime.protocol import MAX_TEXTS_PER_CALL
 from detectors.threats import ThreatRules
@@ -117,6 +118,7 @@ class ScannerDetector:
         self._threats = ThreatRules() if self.shaping.threat_rules else None
         abuse = self.shaping.threat_rules if self.shaping.abuse_rules is None else self.shaping.abuse_rules
         self._abuse = AbuseRules() if abuse else None
+        self._guarded: bool | None = None  # the scanner's PII prefilter (`guarded` flag), when it has one
 
     async def describe(self) -> None:
         """Learn labels, output and model version from the scanner, for findings' lineage."""
@@ -125,6 +127,7 @@ class ScannerDetector:
             raise DetectorUnavailable(f"the scanner has no model for task {self.task!r}")
         self.labels = tuple(info.labels)
         self.output = info.output
+        self._guarded = PREFILTERS.get(info.prefilter)
         self.version = f"{info.kind}:{info.model_version}"
 
     def holdback(self, text: str) -> int:
@@ -142,6 +145,8 @@ class ScannerDetector:
                 await self.describe()
         if self.output == "scores":
             return await self._classify(texts, priority)
+        if self.output == "spans" and self._guarded is not None:
+            return await self._spans_of_candidates(texts, priority, self._guarded)
         result = await self._scan(texts, priority)
         if result.spans is not None:
             return [[Finding(self.name, s.label, s.score, s.start, s.end, s.explanation) for s in row]
@@ -149,6 +154,21 @@ class ScannerDetector:
         if result.scores is None:
             raise DetectorUnavailable(f"{self.name}: the scanner's {self.task!r} model returns no scores")
         return [self._findings(list(result.labels), row, "") for row in result.scores]
+
+    async def _spans_of_candidates(self, texts: list[str], priority: Priority, guarded: bool) -> list[list[Finding]]:
+        """Only the texts the scanner's own prefilter would look at go to it (no '@', no capitalised
+        word, too few digits: nothing to find); the rest have no findings, as they would there. A
+        stream sends many small segments, half of which hold nothing a recognizer could match."""
+        send = [i for i, text in enumerate(texts) if candidate_entities(text, self.labels, guarded)]
+        out: list[list[Finding]] = [[] for _ in texts]
+        if not send:
+            return out
+        result = await self._scan([texts[i] for i in send], priority)
+        if result.spans is None:
+            raise DetectorUnavailable(f"{self.name}: the scanner's {self.task!r} model returns no spans")
+        for i, row in zip(send, result.spans, strict=True):
+            out[i] = [Finding(self.name, s.label, s.score, s.start, s.end, s.explanation) for s in row]
+        return out
 
     async def _scan(self, texts: list[str], priority: Priority) -> ScanResult:
         try:

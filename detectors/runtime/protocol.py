@@ -77,6 +77,9 @@ class TaskInfo(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, k
     dtype: str
     model_version: str
     tokenizer: str = ""  # a fingerprint: callers sending token ids must have the same one
+    # the rule by which the model skips texts that cannot hold what it finds ("pii:guarded"): a caller
+    # that knows it may leave such texts out of its frames, with the same findings
+    prefilter: str = ""
 
 
 # A span on the wire: (label, score, start, end, explanation); pydantic Spans are for the callers.

@@ -64,7 +64,7 @@ class Scanner:
         return {
             task: TaskInfo(kind=r.kind, output=r.output, labels=list(r.labels),  # type: ignore[arg-type]  # a str
                            dim=r.dim, device=str(r.device), dtype=r.dtype, model_version=r.version,
-                           tokenizer=getattr(r, "tokenizer_id", ""))
+                           tokenizer=getattr(r, "tokenizer_id", ""), prefilter=getattr(r, "prefilter_id", ""))
             for task, r in self.runners.items()
         }
 

@@ -15,8 +15,11 @@ import pytest
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # before presidio: no suffix-list download
 
 from detectors.pii import PiiRunner, load_pii_runner
-from detectors.pii_rules import NAME_ENTITIES, may_hold_names, ner_windows
+from detectors.pii_rules import NAME_ENTITIES, candidate_entities, may_hold_names, ner_windows
+from detectors.runtime.client import ScanResult
+from detectors.runtime.protocol import TaskInfo
 from detectors.runtime.settings import ModelSettings
+from detectors.scanned import ScannerDetector
 from tests.detectors.pii_corpus import labeled_set
 
 CHAT = [
@@ -122,3 +125,49 @@ def test_numpy_products_find_the_same_entities_as_blis() -> None:
     def ents(nlp: Any) -> list[list[tuple[int, int, str]]]:
         return [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
     assert ents(ours) == ents(stock)
+
+
+# --- the proxy side skips what the scanner's prefilter would (detectors/scanned.py) -----------
+
+
+class InProcess:
+    """The slice of ScannerClient a ScannerDetector uses, answered by the runner here; counts texts."""
+
+    def __init__(self, runner: PiiRunner) -> None:
+        self.runner = runner
+        self.sent = 0
+
+    async def ping(self) -> dict[str, TaskInfo]:
+        r = self.runner
+        return {"pii": TaskInfo(kind="pii", output="spans", labels=list(r.labels), device="cpu", dtype=r.dtype,
+                                model_version=r.version, prefilter=r.prefilter_id)}
+
+    async def scan(self, task: str, texts: list[str], priority: str = "request",
+                   timeout_s: float | None = None) -> ScanResult:
+        self.sent += len(texts)
+        return ScanResult(labels=list(self.runner.labels), spans=self.runner.analyze(texts))
+
+
+@pytest.mark.parametrize("guards", [True, False])
+async def test_the_proxy_skips_only_texts_the_scanner_would_skip(gated: PiiRunner, guards: bool) -> None:
+    runner = gated.with_options(guards=guards)
+    # stream-sized segments: what a stream sends, many with nothing to find
+    texts = [sample.text for sample in labeled_set(300, seed=13)] + CHAT
+    segments = [text[i:i + 40] for text in texts[:120] for i in range(0, len(text), 40)]
+    client = InProcess(runner)
+    detector = ScannerDetector("pii", "pii", client, frozenset({"response"}))  # type: ignore[arg-type]
+    await detector.describe()
+    found = await detector.detect(texts + segments)
+    want = runner.analyze(texts + segments)
+    assert [[(f.label, f.start, f.end, f.score) for f in row] for row in found] == \
+        [[(s.label, s.start, s.end, s.score) for s in row] for row in want]
+    skipped = sum(not candidate_entities(t, runner.labels, guards) for t in texts + segments)
+    assert skipped >= 50 and client.sent == len(texts + segments) - skipped  # they never left the proxy
+
+
+async def test_no_prefilter_announced_means_every_text_goes(gated: PiiRunner) -> None:
+    client = InProcess(gated.with_options(prefilter=False))
+    detector = ScannerDetector("pii", "pii", client, frozenset({"response"}))  # type: ignore[arg-type]
+    await detector.describe()
+    await detector.detect(["no names here", "nothing at all", "Maria"])
+    assert client.sent == 3
