@@ -367,6 +367,8 @@ _SAID = re.compile(r"\b(?:call|calls|calling|called|said|says|wrote|writes|writt
                    r"quoting|(?:the|this|that|a)\s+(?:word|term|slur|insult)|is\s+it\s+(?:offensive|rude|ok|okay)|"
                    r"offensive|rude)\b", re.IGNORECASE)
 
+_READER = re.compile(r"\b(?:you|u|ya|your|ur|yours|yourself)\b", re.IGNORECASE)
+
 
 def neutral_view(text: str) -> str | None:
     """The text without its insult and profanity words when every one of them is negated ("you're
@@ -399,4 +401,6 @@ def _neutral(text: str, start: int, end: int) -> bool:
     clause = before[cut.end():] if cut else before
     # not the rules' `_DENIED` ("I don't think you're stupid"): it reads "I can't believe how stupid
     # you are" as a denial, and here a wrong "neutral" hides a real insult from the model
-    return bool(_NEGATED_BEFORE.search(clause)) or reported(text, start, end, CLAUSE, cues=_SAID)
+    # and a report aimed at the reader is an insult still ("everyone says you're a moron")
+    aimed = _READER.search(" ".join(clause.split()[-6:])) is not None
+    return bool(_NEGATED_BEFORE.search(clause)) or (not aimed and reported(text, start, end, CLAUSE, cues=_SAID))

@@ -176,6 +176,8 @@ class WordModel(ZeroModel):
     ("He was accused of calling his boss a loser.", False),
     ("You're not an idiot, you're a moron.", True),            # one insult stands as said
     ("You idiot.", True),
+    ("Everyone says you're a moron.", True),                   # reported, but aimed at the reader
+    ("Calling you an idiot would insult idiots.", True),
     ("I can't believe how stupid you are.", True),             # "can't believe": no negation of the word
     ("Holy shit, this is great.", True),                       # said, not reported: the model's score stays
 ])
