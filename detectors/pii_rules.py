@@ -183,21 +183,6 @@ def ner_windows(text: str, guarded: bool = True, margin: int = NER_MARGIN) -> tu
     if parts and sum(end - start for start, end in parts) >= _WHOLE_SHARE * len(text.strip()):
         return None
     return tuple(parts)
-    for match in _WORD.finditer(text):
-        word = match.group()
-        if word.lower() == word:
-            continue
-        folded = word.casefold()
-        if folded in _PRONOUN_I:  # capitalised wherever it stands
-            continue
-        if guarded and (folded in TECH_TERMS or _DIGIT.search(word)):
-            continue
-        if folded in OPENERS or folded in SENTENCE_OPENERS:
-            before = text[:match.start()].rstrip(" \t\"'“‘([")
-            if not before or before[-1] in ".!?\n":
-                continue
-        return True
-    return False
 
 
 def candidate_entities(text: str, entities: Iterable[str], guarded: bool = True) -> tuple[str, ...]:
