@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from detectors.abuse_rules import AbuseRules
+from detectors.abuse_rules import ENGINE_ASCII, AbuseRules
 from detectors.normalize import classifier_view, normalize
 from detectors.runtime.client import ScanResult
 from detectors.runtime.protocol import TaskInfo
@@ -135,12 +137,19 @@ def test_the_word_gate_changes_no_match() -> None:
     rng = random.Random(5)
     variants = ([classifier_view(t) for t in texts] + [t.upper() for t in texts]
                 + [" ".join(rng.sample(texts, 3)) for _ in range(200)]
-                + [t + " café" for t in texts] + [t.replace("k", "\u212a").replace("s", "\u017f") for t in texts])
+                + [t + " café" for t in texts] + [t.replace("k", "\u212a").replace("s", "\u017f") for t in texts]
+                + [t.replace("i", "\u0131").replace("I", "\u0130") for t in texts])
     for text in texts + variants:
         assert rules.matches(text) == rules.matches(text, gated=False), text
     assert any(rules.matches(t.replace("k", "\u212a")) for t in CAUGHT["insult"] if "k" in t)  # the odd letters matter
     benign = [t for t in PASSED if not rules.matches(t, gated=False)]
     assert sum(len(rules._possible(t)) for t in benign) < len(benign) * len(rules._rules) / 4  # the gate skips most
+
+
+def test_the_gate_knows_every_character_the_regex_engine_folds_to_ascii() -> None:
+    letter = re.compile("[a-z]", re.IGNORECASE)
+    folds = {chr(c) for c in range(0x80, sys.maxunicode + 1) if letter.fullmatch(chr(c))}
+    assert folds == {chr(c) for c in ENGINE_ASCII}
 
 
 def test_glued_sentences_and_tell_offs() -> None:
