@@ -8,31 +8,18 @@ error only. The session-wide check in tests/conftest.py greps every log record o
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
-from yarl import URL
 
 from proxy.governance.keys import digest
-from tests.proxy.conftest import ProxyFactory, RunningProxy, UpstreamFactory, proxy_config
+from tests.proxy.conftest import ProxyFactory, UpstreamFactory, proxy_config
 from tests.proxy.governance.conftest import make_key
+from tests.reliability.test_security import raw
 
 BODY_SECRET = "body-secret-4f1e"
 COOKIE_SECRET = "cookie-secret-9d2a"
 ADMIN_TOKEN = "admin-token-secret-77c1"
-
-
-async def raw(proxy: RunningProxy, data: bytes) -> bytes:
-    url = URL(proxy.url)
-    assert url.host is not None and url.port is not None
-    reader, writer = await asyncio.open_connection(url.host, url.port)
-    writer.write(data)
-    await writer.drain()
-    try:
-        return await asyncio.wait_for(reader.read(65536), 3)
-    finally:
-        writer.close()
 
 
 def malformed(key: str) -> list[bytes]:
