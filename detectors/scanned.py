@@ -43,7 +43,7 @@ from detectors.holdback import pii_tail
 from detectors.normalize import classifier_view
 from detectors.pii_rules import PREFILTERS, candidate_entities
 from detectors.runtime.client import ScannerClient, ScannerError, ScanResult
-from detectors.runtime.protocol import MAX_TEXTS_PER_CALL
+from detectors.runtime.protocol import MAX_TEXTS_PER_CALL, Span
 from detectors.threats import ThreatRules
 
 _WORD = re.compile(r"\S+")
@@ -149,8 +149,7 @@ class ScannerDetector:
             return await self._spans_of_candidates(texts, priority, self._guarded)
         result = await self._scan(texts, priority)
         if result.spans is not None:
-            return [[Finding(self.name, s.label, s.score, s.start, s.end, s.explanation) for s in row]
-                    for row in result.spans]
+            return [self._span_findings(row) for row in result.spans]
         if result.scores is None:
             raise DetectorUnavailable(f"{self.name}: the scanner's {self.task!r} model returns no scores")
         return [self._findings(list(result.labels), row, "") for row in result.scores]
@@ -167,8 +166,11 @@ class ScannerDetector:
         if result.spans is None:
             raise DetectorUnavailable(f"{self.name}: the scanner's {self.task!r} model returns no spans")
         for i, row in zip(send, result.spans, strict=True):
-            out[i] = [Finding(self.name, s.label, s.score, s.start, s.end, s.explanation) for s in row]
+            out[i] = self._span_findings(row)
         return out
+
+    def _span_findings(self, row: list[Span]) -> list[Finding]:
+        return [Finding(self.name, s.label, s.score, s.start, s.end, s.explanation) for s in row]
 
     async def _scan(self, texts: list[str], priority: Priority) -> ScanResult:
         try:
