@@ -74,6 +74,18 @@ def test_models_sharing_a_tokenizer_tokenize_a_text_once(classifier_dir: Path, e
     assert b.tokenize(texts) == first and calls == [20]  # taken once: the next time b tokenizes
 
 
+def test_shared_tokens_hand_each_entry_to_another_runner_once() -> None:
+    shared = SharedTokens(capacity=4)
+    shared.offer(1, ["a", "b"], [[1], [2]])
+    shared.offer(2, ["b", "c"], [[20], [30]])
+    assert shared.take(1, ["a", "b", "c"]) == [None, [20], [30]]  # its own "a" is not handed back
+    assert shared.take(3, ["a", "b", "c"]) == [[1], [2], None]  # a third runner looks in both
+    assert shared.take(3, ["a", "b"]) == [None, None]  # taken once
+    shared.offer(1, ["d", "e", "f"], [[4], [5], [6]])
+    shared.offer(1, ["g", "h"], [[7], [8]])  # over capacity: the older entries go, the new ones stay
+    assert shared.take(2, ["d", "e", "f", "g", "h"]) == [None, None, None, [7], [8]]
+
+
 async def test_frames_of_mixed_sizes_and_tasks_score_as_per_request_calls(tmp_path: Path, classifier: Any,
                                                                           embedder_dir: Path) -> None:
     embedder = load_hf_runner(ModelSettings(task="embed", kind="embedder", path=str(embedder_dir), device="cpu",
