@@ -80,6 +80,7 @@ class ExemplarSimilarity:
         self.labels: tuple[str, ...] = ("PROMPT_INJECTION",)
         self.version = f"exemplars:{len(exemplars)}"
         self._matrix: np.ndarray | None = None
+        self._described_on = -1  # the client's connection count when the exemplars were embedded
 
     async def _embed(self, texts: list[str], priority: Priority) -> np.ndarray:
         try:
@@ -91,11 +92,17 @@ class ExemplarSimilarity:
         return result.vectors
 
     async def describe(self) -> None:
-        """Embed the exemplars once, at start-up, with the same model the texts will use."""
+        """Embed the exemplars at start-up, with the same model the texts will use; again after the
+        client reconnects, since a restarted scanner may embed with another model (cosine between two
+        models' vectors means nothing)."""
         self._matrix = await self._embed(self.exemplars, "background")
+        self._described_on = self._connections()
+
+    def _connections(self) -> int:
+        return int(getattr(self.client, "connections", 0))
 
     async def detect(self, texts: list[str], priority: Priority = "request") -> list[list[Finding]]:
-        if self._matrix is None:
+        if self._matrix is None or self._connections() != self._described_on:
             await self.describe()
         assert self._matrix is not None
         vectors = await self._embed(texts, priority)

@@ -119,16 +119,21 @@ class ScannerDetector:
         abuse = self.shaping.threat_rules if self.shaping.abuse_rules is None else self.shaping.abuse_rules
         self._abuse = AbuseRules() if abuse else None
         self._guarded: bool | None = None  # the scanner's PII prefilter (`guarded` flag), when it has one
+        self._described_on = -1  # the client's connection count when describe() last answered
 
     async def describe(self) -> None:
         """Learn labels, output and model version from the scanner, for findings' lineage."""
         info = (await self.client.ping()).get(self.task)
+        self._described_on = self._connections()
         if info is None:
             raise DetectorUnavailable(f"the scanner has no model for task {self.task!r}")
         self.labels = tuple(info.labels)
         self.output = info.output
         self._guarded = PREFILTERS.get(info.prefilter)
         self.version = f"{info.kind}:{info.model_version}"
+
+    def _connections(self) -> int:
+        return int(getattr(self.client, "connections", 0))  # in-process test clients never reconnect
 
     def holdback(self, text: str) -> int:
         """A span task finds PII (detectors/holdback.py `pii_tail`); a task that scores whole texts
@@ -138,9 +143,10 @@ class ScannerDetector:
     async def detect(self, texts: list[str], priority: Priority = "request") -> list[list[Finding]]:
         if not texts:
             return []
-        if self.output is None:
-            # The scanner was not up when the proxy started: learn now whether texts need shaping;
-            # if it still cannot answer, the scan below says so.
+        if self.output is None or self._connections() != self._described_on:
+            # The scanner was not up when the proxy started, or the client has reconnected since (a
+            # restarted scanner may run another model version or PII prefilter): learn it now. If it
+            # still cannot answer, the scan below says so.
             with contextlib.suppress(DetectorUnavailable, ScannerError):
                 await self.describe()
         if self.output == "scores":

@@ -122,6 +122,13 @@ class ScannerClient:
         self._workers = [ScannerClient(a, call_timeout_s, connect_timeout_s, coalesce=False)
                          for a in addresses] if len(addresses) > 1 else []
         self._turn = 0
+        self._opened = 0
+
+    @property
+    def connections(self) -> int:
+        """Connections opened so far (every worker's): a new one may reach a restarted scanner whose
+        models, versions or prefilter differ, so what a caller learnt by `ping` is stale."""
+        return sum(w.connections for w in self._workers) if self._workers else self._opened
 
     @property
     def connected(self) -> bool:
@@ -146,6 +153,7 @@ class ScannerClient:
             except (OSError, TimeoutError) as exc:
                 raise ScannerUnavailable(f"cannot reach the scanner at {self.address}: {exc}") from exc
             self._writer = writer
+            self._opened += 1
             self._reader_task = asyncio.create_task(self._read_loop(reader), name="scanner-client-reader")
             return writer
 
