@@ -7,7 +7,14 @@ against an instant upstream, open loop at 20/50/100/200 req/s, beside direct. Ta
   * `off`: no detectors (what Warden itself adds);
   * `guard`: the chain of examples/warden.yaml: secrets and injection in-line, toxicity
     (`toxic_bilstm`) and PII (presidio + spaCy) through the scanner, request and response, its rules;
-  * `secrets`, `injection`, `toxicity`, `pii`: each detector alone (with the guard's rules).
+  * `secrets`, `injection`, `toxicity`, `pii`: each detector alone (with the guard's rules);
+  * `guard-nocache`: the guard with the scanner detectors' findings cache off (`cache_entries: 0`).
+
+`--history N` makes each request a turn of a conversation, as chat clients and agents send them: a
+system prompt shared by every conversation, the conversation's earlier turns (up to N user and N
+assistant messages) and the new question; 16 conversations run interleaved, each N+1 turns long. A
+conversation repeats its earlier turns on every request: `guard` against `guard-nocache` is what
+the findings cache (docs/policy.md) saves there. Without it every text is new (the cache cannot help).
 
 Per target and rate: added p50/p99 (target minus direct, pooled over rounds), failures, the scanner's
 CPU per request (its processes, from /proc) split by task and stage from the scanner's own
@@ -19,6 +26,7 @@ minute on a shared machine hits all targets alike; the spread between rounds is 
 
     .venv/bin/python -m bench.guard                       # ~8 minutes; JSON to bench/results/guard.json
     .venv/bin/python -m bench.guard --only off,guard --rates 50 --rounds 1 --label quick --out /tmp/g.json
+    .venv/bin/python -m bench.guard --history 8 --only guard,guard-nocache --rates 5,10,20 --label history-8
 """
 
 from __future__ import annotations
@@ -90,7 +98,11 @@ ANSWER_PARTS = (
 )
 RATES = (20, 50, 100, 200)
 GUARD = ("secrets", "injection", "toxicity", "pii")
-TARGETS = ("direct", "off", "guard", *GUARD)
+TARGETS = ("direct", "off", "guard", *GUARD, "guard-nocache")
+SYSTEM_PROMPT = ("You are Ava, the support assistant of Northwind Bank in Dublin. Answer questions about "
+                 "accounts, cards and transfers politely and briefly. Never ask for a full card number or a "
+                 "password, and send anything about fraud to the security team at once.")
+CONVERSATIONS = 16
 SATURATED_MS = 50.0
 TEXT_CHARS = 240
 
@@ -108,6 +120,19 @@ def text_for(parts: tuple[str, ...], k: int) -> str:
 
 # -- children: the upstream and the load generator ---------------------------------------------------
 
+def messages_for(i: int, history: int) -> list[dict[str, str]]:
+    """Request i: a one-message question, or (history > 0) turn t of one of 16 interleaved conversations."""
+    if not history:
+        return [{"role": "user", "content": text_for(PROMPT_PARTS, i)}]
+    lane, step = i % CONVERSATIONS, i // CONVERSATIONS
+    turn, conversation = step % (history + 1), (step // (history + 1)) * CONVERSATIONS + lane
+    out = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for t in range(turn):
+        out += [{"role": "user", "content": text_for(PROMPT_PARTS, conversation * 97 + t)},
+                {"role": "assistant", "content": text_for(ANSWER_PARTS, conversation * 89 + t)}]
+    return [*out, {"role": "user", "content": text_for(PROMPT_PARTS, conversation * 97 + turn)}]
+
+
 def run_upstream(port: int) -> None:
     from aiohttp import web
 
@@ -124,14 +149,13 @@ def run_upstream(port: int) -> None:
     web.run_app(chat_upstream(chat), host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def open_loop(url: str, rate: float, duration: float, offset: int) -> dict[str, Any]:
+async def open_loop(url: str, rate: float, duration: float, offset: int, history: int = 0) -> dict[str, Any]:
     """Request i is due at start + i/rate and sent then; latency counts from that due time."""
     import aiohttp
 
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
-    bodies = [json.dumps({"model": "m", "max_tokens": 64, "messages": [
-        {"role": "user", "content": text_for(PROMPT_PARTS, offset + i)}]}).encode()
-        for i in range(int(rate * duration))]
+    bodies = [json.dumps({"model": "m", "max_tokens": 64, "messages": messages_for(offset + i, history)}).encode()
+              for i in range(int(rate * duration))]
     latencies: list[float] = []
     failures: dict[str, int] = {}
 
@@ -172,8 +196,10 @@ async def open_loop(url: str, rate: float, duration: float, offset: int) -> dict
 def warden_config(target: str, port: int, upstream: str, run_dir: Path, workers: int | None) -> dict[str, Any]:
     """examples/warden.yaml's guard (its detectors, scanner models and rules), or one detector of it, or none."""
     example = yaml.safe_load((ROOT / "examples" / "warden.yaml").read_text())
-    names = GUARD if target == "guard" else () if target == "off" else (target,)
+    names = GUARD if target.startswith("guard") else () if target == "off" else (target,)
     detectors = [d for d in example["detectors"] if d["name"] in names]
+    if target == "guard-nocache":
+        detectors = [d | {"cache_entries": 0} if d["type"] == "scanner" else d for d in detectors]
     tasks = {d.get("task") for d in detectors}
     scanner: dict[str, Any] = {"mode": "off"}
     if models := [m for m in example["scanner"]["models"] if m["task"] in tasks]:
@@ -235,11 +261,11 @@ class Live:
         return out | asyncio.run(_scanner_metrics(sorted(self.run_dir.glob(f"{self.target}*.sock"))))
 
 
-def run_load(url: str, rate: int, duration: float, offset: int) -> dict[str, Any]:
+def run_load(url: str, rate: int, duration: float, offset: int, history: int = 0) -> dict[str, Any]:
     import subprocess
 
     argv = bench_command("guard", "load", "--url", url + "/v1/chat/completions", "--rate", str(rate),
-                         "--duration", str(duration), "--offset", str(offset))
+                         "--duration", str(duration), "--offset", str(offset), "--history", str(history))
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 90, check=True,
                           cwd=Path(__file__).resolve().parent.parent)
     return dict(json.loads(done.stdout))
@@ -257,7 +283,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         try:
             for live in lives.values():
                 wait_ready(live.url, [upstream, *live.children], timeout_s=240)
-                run_load(live.url, 20, 2, 10_000)  # warm-up: lazy imports, first batches
+                run_load(live.url, 20, 2, 1_000_000)  # warm-up: lazy imports, first batches (texts of its own)
             offset = 0
             for round_ in range(args.rounds):
                 for rate in rates:
@@ -266,16 +292,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         if any(not c.alive() for c in live.children):
                             raise RuntimeError(f"{target} died:\n{live.children[0].log_tail()}")
                         before = live.snapshot()
-                        result = run_load(live.url, rate, args.duration, offset)
+                        result = run_load(live.url, rate, args.duration, offset, args.history)
                         time.sleep(0.3)  # answers in flight at the end finish their scans
                         after = live.snapshot()
                         result["cpu"] = {k: after[k] - before.get(k, 0.0) for k in after}
                         result["round"] = round_
                         runs[target][rate].append(result)
-                        offset += result["scheduled"]
                         print(f"  round {round_ + 1} {rate:>4} req/s {target:<10} "
                               f"p50 {percentile_ms([s / 1e6 for s in result['samples_us']], 50):8.2f} ms "
                               f"ok {result['ok']}/{result['scheduled']}", file=sys.stderr, flush=True)
+                    # every target gets the same requests; the next step's are new (conversations go on)
+                    offset += int(rate * args.duration)
         finally:
             for live in lives.values():
                 for child in live.children:
@@ -360,11 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--rate", type=float, required=True)
     load.add_argument("--duration", type=float, required=True)
     load.add_argument("--offset", type=int, default=0)
+    load.add_argument("--history", type=int, default=0)
     parser.add_argument("--only", default=",".join(TARGETS[1:]), help="targets beside direct")
     parser.add_argument("--rates", default=",".join(map(str, RATES)))
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per rate, target and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=None, help="scanner.workers (default: the setting's)")
+    parser.add_argument("--history", type=int, default=0, help="earlier turns each request carries (conversations)")
     parser.add_argument("--label", default="after", help="the key this run is stored under in the JSON")
     parser.add_argument("--out", type=Path, default=RESULTS / "guard.json")
     args = parser.parse_args(argv)
@@ -372,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         run_upstream(args.port)
         return 0
     if args.command == "load":
-        print(json.dumps(asyncio.run(open_loop(args.url, args.rate, args.duration, args.offset))))
+        print(json.dumps(asyncio.run(open_loop(args.url, args.rate, args.duration, args.offset, args.history))))
         return 0
     started = time.time()
     load_before = os.getloadavg()

@@ -19,6 +19,7 @@ from detectors.base import Detector, DetectorUnavailable
 from detectors.patterns import PatternDetector
 from detectors.registry import DetectorOptions, DetectorType, DetectorTypes, ScannerTaskOptions
 from detectors.runtime.client import ScannerClient, ScannerError
+from detectors.scan_cache import FindingsCache
 from detectors.scanned import ScannerDetector, Shaping
 
 log = logging.getLogger("warden.policy")
@@ -37,6 +38,9 @@ class ScannerOptions(ScannerTaskOptions):
                                   "spaced letters joined; the max wins")
     threat_rules: bool = Field(True, description="scores with a `threat` label: the threat rules join the model "
                                "(threat = max of both; toxicity raised to the rules' score)")
+    cache_entries: int = Field(16384, ge=0, description="findings of this many distinct texts are kept (keyed by a "
+                               "hash: no text is kept), so a text seen again (earlier turns of a conversation, an "
+                               "agent's context, a shared system prompt) is not scanned again; 0: off")
 
 
 class PatternsOptions(DetectorOptions):
@@ -93,7 +97,9 @@ async def _scanner(options: ScannerOptions, scanner: ScannerClient | None) -> De
                                             frozenset(options.directions), report_min=options.report_min,
                                             timeout_s=options.timeout_s,
                                             shaping=Shaping(options.window_words, options.classifier_view,
-                                                            options.threat_rules)))
+                                                            options.threat_rules),
+                                            cache=FindingsCache(options.cache_entries) if options.cache_entries
+                                            else None))
 
 
 async def _patterns(options: PatternsOptions, scanner: ScannerClient | None) -> Detector:

@@ -27,6 +27,10 @@ BiLSTM, detoxify checkpoints, any transformers classifier) without each runner l
 
 Span tasks (PII) get none of this: their texts go as the chain hands them (the normalised view),
 and their spans come back for the chain to map to the original text.
+
+Either kind answers a text it has scanned before from its findings cache (detectors/scan_cache.py,
+`cache_entries`): a conversation's earlier turns, an agent's resent context and a shared system
+prompt are scanned once, not on every request that carries them.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from detectors.normalize import classifier_view
 from detectors.pii_rules import PREFILTERS, candidate_entities
 from detectors.runtime.client import ScannerClient, ScannerError, ScanResult
 from detectors.runtime.protocol import MAX_TEXTS_PER_CALL, Span
+from detectors.scan_cache import FindingsCache
 from detectors.threats import ThreatRules
 
 _WORD = re.compile(r"\S+")
@@ -104,6 +109,7 @@ class ScannerDetector:
         report_min: float = 0.0,
         timeout_s: float | None = None,
         shaping: Shaping | None = None,
+        cache: FindingsCache | None = None,
     ) -> None:
         self.name = name
         self.task = task
@@ -120,6 +126,7 @@ class ScannerDetector:
         self._abuse = AbuseRules() if abuse else None
         self._guarded: bool | None = None  # the scanner's PII prefilter (`guarded` flag), when it has one
         self._described_on = -1  # the client's connection count when describe() last answered
+        self.cache = cache  # findings of texts already scanned (detectors/scan_cache.py)
 
     async def describe(self) -> None:
         """Learn labels, output and model version from the scanner, for findings' lineage."""
@@ -149,6 +156,20 @@ class ScannerDetector:
             # still cannot answer, the scan below says so.
             with contextlib.suppress(DetectorUnavailable, ScannerError):
                 await self.describe()
+        cache = self.cache
+        if cache is None or not cache.entries:
+            return await self._detect(texts, priority)
+        version = self.version
+        keys, cached = cache.lookup(version, texts)
+        missing = [i for i, row in enumerate(cached) if row is None]
+        if missing:
+            fresh = await self._detect([texts[i] for i in missing], priority)
+            cache.store(version, [keys[i] for i in missing], fresh)
+            for i, row in zip(missing, fresh, strict=True):
+                cached[i] = row
+        return [row or [] for row in cached]
+
+    async def _detect(self, texts: list[str], priority: Priority) -> list[list[Finding]]:
         if self.output == "scores":
             return await self._classify(texts, priority)
         if self.output == "spans" and self._guarded is not None:

@@ -7,6 +7,7 @@ import logging
 from detectors.builtin_types import detector_types
 from detectors.registry import DetectorOptions
 from detectors.runtime.client import ScannerClient
+from detectors.scan_cache import FindingsCache
 from proxy.policy.chain import ChainEntry, DetectorChain
 from proxy.policy.metrics import PolicyMetrics
 from proxy.policy.service import PolicyService
@@ -27,4 +28,7 @@ async def build_policy(detectors: list[DetectorOptions], policy: PolicySettings,
              policy.stream_window_chars)
     for entry in entries:  # failure counters exist from the start, at 0, so rate() and alerts see them
         metrics.detector_failures.labels(entry.detector.name, entry.settings.on_error)
+        cache = getattr(entry.detector, "cache", None)
+        if isinstance(cache, FindingsCache):
+            cache.on_lookup = metrics.count_cache(entry.detector.name)
     return PolicyService(policy, DetectorChain(entries, metrics), metrics, background)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from proxy.metrics import OVERHEAD_BUCKETS
@@ -46,4 +48,19 @@ class PolicyMetrics:
                                          "by the fail rule applied.", ["detector", "outcome"], registry=registry)
         self.unscanned = Counter("warden_policy_unscanned", "Requests or responses passed without a scan, by reason.",
                                  ["reason"], registry=registry)
+        self.scan_cache = Counter("warden_detector_cache", "Texts a scanner-backed detector answered from its "
+                                  "findings cache (hit) or sent to the scanner (miss).", ["detector", "result"],
+                                  registry=registry)
         self.streams = StreamGauges(registry)
+
+    def count_cache(self, detector: str) -> Callable[[int, int], None]:
+        """The (hits, misses) counter of one detector's findings cache, its two series bound once."""
+        hit, miss = self.scan_cache.labels(detector, "hit"), self.scan_cache.labels(detector, "miss")
+
+        def count(hits: int, misses: int) -> None:
+            if hits:
+                hit.inc(hits)
+            if misses:
+                miss.inc(misses)
+
+        return count

@@ -23,6 +23,7 @@ from detectors.runtime.protocol import (
     encode,
     read_frame,
 )
+from detectors.scan_cache import FindingsCache
 from detectors.scanned import ScannerDetector
 
 
@@ -106,6 +107,31 @@ async def test_exemplars_are_embedded_again_by_a_restarted_scanner(tmp_path: Pat
         await detector.detect(["x"])
         found = await detector.detect(["x"])
         assert found[0][0].score == 1.0 and "ignore your rules" in other.texts  # cosine within one model
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_repeated_texts_are_answered_from_the_cache_until_the_model_changes(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+    first = Scripted(pii_info("", "v1"))
+    server = await asyncio.start_unix_server(first.serve, path)
+    client = ScannerClient(f"unix://{path}")
+    detector = ScannerDetector("pii", "t", client, frozenset({"request"}), cache=FindingsCache(64))
+    system, turns = "You are a helpful assistant.", ["Hi, I am Maria.", "Where is Lisbon?", "Thanks!"]
+    try:
+        await detector.describe()
+        for n in range(1, 4):  # a conversation: every request carries the earlier turns
+            await detector.detect([system, *turns[:n]])
+        assert first.texts == [system, turns[0], turns[1], turns[2]]  # each text sent once
+        sent = len(first.texts)
+        assert await detector.detect([system, turns[0]]) == [[], []] and len(first.texts) == sent
+        second = Scripted(pii_info("", "v2"))
+        server = await restarted(server, first, second, path)
+        await detector.detect([system])  # from the cache: the scanner is not asked, so not reached
+        await detector.detect([system, "a new question"])  # a new text reconnects
+        await detector.detect([system])  # which makes it learn v2, whose cache starts empty
+        assert second.texts == ["a new question", system] and detector.version == "pii:v2"
     finally:
         await client.close()
         server.close()

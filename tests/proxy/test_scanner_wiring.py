@@ -35,3 +35,36 @@ async def test_no_models_means_no_scanner(make_upstream: UpstreamFactory, make_p
     up = await make_upstream()
     proxy = await make_proxy(proxy_config([up.url]))
     assert proxy.state.scanner is None
+
+
+async def test_a_repeated_message_is_answered_from_the_cache(
+    tmp_path: Path, classifier_dir: Path, make_upstream: UpstreamFactory, make_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    up = await make_upstream()
+    config = proxy_config([up.url])
+    config["scanner"] = {"socket": str(tmp_path / "s.sock"), "torch_threads": 1,
+                         "models": [{"task": "toxicity", "kind": "classifier", "path": str(classifier_dir),
+                                     "device": "cpu"}]}
+    config["detectors"] = [{"name": "tox", "type": "scanner", "task": "toxicity", "directions": ["request"]}]
+    proxy = await make_proxy(config)
+
+    async def metric(name: str) -> float:
+        async with http.get(proxy.url + "/metrics") as resp:
+            text = await resp.text()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+    system = {"role": "system", "content": "You are a careful assistant for a bakery."}
+    for n in range(1, 4):  # a conversation: each request carries the system prompt and the earlier turns
+        messages = [system] + [{"role": "user", "content": f"question number {i}"} for i in range(n)]
+        async with http.post(proxy.url + "/v1/chat/completions", json={"model": "m", "messages": messages}) as resp:
+            assert resp.status == 200, await resp.text()
+    hits = await metric('warden_detector_cache_total{detector="tox",result="hit"}')
+    misses = await metric('warden_detector_cache_total{detector="tox",result="miss"}')
+    # texts: 2 + 3 + 4, of which new: the system prompt and questions 0, 1 and 2
+    assert (hits, misses) == (5.0, 4.0)
+    items = await metric('warden_scanner_items_total{task="toxicity"}')
+    async with http.post(proxy.url + "/v1/chat/completions",
+                         json={"model": "m", "messages": [system, {"role": "user", "content": "question number 0"}]}):
+        pass
+    assert await metric('warden_scanner_items_total{task="toxicity"}') == items  # nothing reached the scanner
