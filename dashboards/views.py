@@ -188,6 +188,11 @@ def scanner() -> Board:
                                             "{{detector}} fail-{{outcome}}")], w=6)
     b.timeseries("Device memory", [prom(f"sum by (task) (warden_scanner_device_memory_bytes{k})", "{{task}}")],
                  unit="bytes", w=6)
+    b.timeseries("Detector findings cache: hit ratio", [prom(
+        f'sum by (detector) (rate(warden_detector_cache_total{{result="hit"}}{RATE})) / '
+        f"sum by (detector) (rate(warden_detector_cache_total{RATE}))", "{{detector}}")], unit="percentunit", w=12,
+        description="Texts answered without the scanner (seen before: earlier turns, system prompts) over all "
+                    "texts a scanner-backed detector read.")
     return b
 
 
