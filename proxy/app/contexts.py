@@ -188,8 +188,9 @@ def policy_ctx(state: ProxyState) -> Context:
         state.policy = await build_policy(state.settings.detectors, state.settings.policy, state.scanner,
                                           PolicyMetrics(state.registry), background)
         if state.telemetry is not None:
-            versions = {e.detector.name: e.detector.version for e in state.policy.chain.entries}
-            state.policy.sinks.append(detections_sink(state.telemetry.emit, versions))
+            detectors = {e.detector.name: e.detector for e in state.policy.chain.entries}
+            state.policy.sinks.append(detections_sink(
+                state.telemetry.emit, lambda name: str(getattr(detectors.get(name), "version", ""))))
         try:
             yield
         finally:

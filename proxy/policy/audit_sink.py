@@ -13,7 +13,10 @@ from proxy.policy.engine import Scope, Verdict
 Emit = Callable[[str, dict[str, Any]], None]
 
 
-def detections_sink(emit: Emit, versions: dict[str, str]) -> Callable[[Verdict, str, Scope], None]:
+def detections_sink(emit: Emit, version_of: Callable[[str], str]) -> Callable[[Verdict, str, Scope], None]:
+    """`version_of(detector)` is read per finding, not once at start-up: a scanner-backed detector
+    learns its model's version only when the scanner answers, and again after a restart."""
+
     def sink(verdict: Verdict, direction: str, scope: Scope) -> None:
         for decision in verdict.decisions:
             finding = decision.finding
@@ -23,7 +26,7 @@ def detections_sink(emit: Emit, versions: dict[str, str]) -> Callable[[Verdict, 
                 "model": scope.model,
                 "direction": direction,
                 "detector": finding.detector,
-                "detector_version": versions.get(finding.detector, ""),
+                "detector_version": version_of(finding.detector),
                 "category": finding.label,
                 "action": decision.action.name.lower(),
                 "score": finding.score,
