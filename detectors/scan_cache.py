@@ -8,22 +8,39 @@ and scanning it again costs the scanner the same NER and model passes for the sa
 
 The key is a 128-bit BLAKE2b digest of the text, not the text: the cache keeps no user text (and
 findings never quote what they matched). Entries are bounded in number and leave least recently
-used first: texts seen once (stream windows, most answers) pass through and leave, while the ones a
-conversation repeats are used again and stay. (Keeping a text only from its second scan, a
-doorkeeper against those one-off texts, cost a conversation of 9 turns twice the misses in
-bench.guard --history 8: every earlier turn was scanned twice.) Findings of another model version
-never answer: the detector passes its version, and a new one empties the cache (detectors/scanned.py).
+used first: texts seen once (most answers) pass through and leave, while the ones a conversation
+repeats are used again and stay. A stream's windows, which never come back (the client sends the
+whole answer back, not its windows), are scanned under `one_off()` and not kept at all: at a few
+windows a stream they would otherwise push a human's earlier turns out within seconds. (Keeping a
+text only from its second scan, a doorkeeper against one-off texts, cost a conversation of 9 turns
+twice the misses in bench.guard --history 8: every earlier turn was scanned twice.) Findings of
+another model version never answer: the detector passes its version, and a new one empties the
+cache (detectors/scanned.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 from detectors.base import Finding
 
 Count = Callable[[int, int], None]  # (hits, misses) of one lookup
+# Set for the scans a task makes inside `one_off()`; detectors' tasks copy it when the chain starts them.
+_ONE_OFF: ContextVar[bool] = ContextVar("warden_scan_one_off", default=False)
+
+
+@contextlib.contextmanager
+def one_off() -> Iterator[None]:
+    """Scans made inside are looked up but their findings are not kept (texts that will not recur)."""
+    token = _ONE_OFF.set(True)
+    try:
+        yield
+    finally:
+        _ONE_OFF.reset(token)
 
 
 def digest(text: str) -> bytes:
@@ -59,7 +76,7 @@ class FindingsCache:
         return keys, found
 
     def store(self, version: str, keys: list[bytes], rows: list[list[Finding]]) -> None:
-        if version != self._version:  # the model changed while these were being scanned
+        if version != self._version or _ONE_OFF.get():  # the model changed meanwhile, or a one-off text
             return
         for key, row in zip(keys, rows, strict=True):
             self._found[key] = row

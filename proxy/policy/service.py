@@ -22,6 +22,7 @@ from typing import Any
 from detectors.base import Direction, Finding
 from detectors.holdback import hold_for
 from detectors.redact import Redactor
+from detectors.scan_cache import one_off
 from proxy.errors import ContentBlocked
 from proxy.policy.audit import AuditTap
 from proxy.policy.buffered import JsonEnforcer
@@ -157,11 +158,12 @@ class PolicyService:
                 return await traced(trace, "response", texts, chain.scan, self.engine.decide, scope)
             return self.engine.decide(await chain.scan(texts, "response"), "response", scope)
 
-        async def scan_one(text: str) -> Verdict:
+        async def scan_one(text: str) -> Verdict:  # a stream's window: not kept by the findings caches
             await settle(after or [])
-            if trace is not None:
-                return await traced(trace, "response", [text], chain.scan, self.engine.decide, scope)
-            return self.engine.decide(await chain.scan([text], "response"), "response", scope)
+            with one_off():
+                if trace is not None:
+                    return await traced(trace, "response", [text], chain.scan, self.engine.decide, scope)
+                return self.engine.decide(await chain.scan([text], "response"), "response", scope)
 
         async def audit(texts: list[str]) -> None:
             findings = await chain.scan(texts, "response", priority="background")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from detectors.base import Finding
-from detectors.scan_cache import FindingsCache, digest
+from detectors.scan_cache import FindingsCache, digest, one_off
 
 
 def found(label: str) -> list[Finding]:
@@ -50,3 +52,16 @@ def test_a_lone_surrogate_is_a_text_like_any_other() -> None:
     cache = FindingsCache(4)
     assert scanned(cache, "v1", ["x\ud800", "x\ud801"]) == ["x\ud800", "x\ud801"]
     assert cache.lookup("v1", ["x\ud800", "x\ud801"])[1] == [found("x\ud800"), found("x\ud801")]
+
+
+async def test_scans_made_under_one_off_are_not_kept_even_in_tasks_they_start() -> None:
+    cache = FindingsCache(8)
+
+    async def detector_task(text: str) -> list[str]:  # the chain runs each detector as its own task
+        return scanned(cache, "v1", [text])
+
+    with one_off():
+        await asyncio.gather(detector_task("window 1"), detector_task("window 2"))
+        assert scanned(cache, "v1", ["window 1"]) == ["window 1"]
+    assert len(cache) == 0
+    assert scanned(cache, "v1", ["the whole answer"]) == ["the whole answer"] and len(cache) == 1

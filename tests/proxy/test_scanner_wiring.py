@@ -68,3 +68,27 @@ async def test_a_repeated_message_is_answered_from_the_cache(
                          json={"model": "m", "messages": [system, {"role": "user", "content": "question number 0"}]}):
         pass
     assert await metric('warden_scanner_items_total{task="toxicity"}') == items  # nothing reached the scanner
+
+
+async def test_a_stream_s_windows_are_not_kept_in_the_findings_cache(
+    tmp_path: Path, classifier_dir: Path, make_upstream: UpstreamFactory, make_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    up = await make_upstream()
+    up.script.pieces = [f"part {i} of a long streamed answer about bread. " for i in range(12)]
+    config = proxy_config([up.url])
+    config["scanner"] = {"socket": str(tmp_path / "s.sock"), "torch_threads": 1,
+                         "models": [{"task": "toxicity", "kind": "classifier", "path": str(classifier_dir),
+                                     "device": "cpu"}]}
+    config["detectors"] = [{"name": "tox", "type": "scanner", "task": "toxicity"}]
+    config["policy"] = {"stream_window_chars": 64}
+    proxy = await make_proxy(config)
+    policy = proxy.state.policy
+    assert policy is not None
+    cache = policy.chain.entries[0].detector.cache  # type: ignore[attr-defined]
+    question = {"role": "user", "content": "tell me about bread"}
+    async with http.post(proxy.url + "/v1/chat/completions",
+                         json={"model": "m", "stream": True, "messages": [question]}) as resp:
+        streamed = await resp.text()
+    assert resp.status == 200 and "part 11" in streamed
+    assert len(cache) == 1  # the question; none of the answer's windows
