@@ -87,7 +87,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.server import run
 
     settings = _serve_settings(args)
-    _setup_logging(args.log_level, args.log_format or settings.server.log_format)
+    if args.log_format:  # into the settings: workers and the telemetry process log in it too
+        settings = settings.model_copy(update={"server": settings.server.model_copy(
+            update={"log_format": args.log_format})})
+    _setup_logging(args.log_level, settings.server.log_format)
     workers = _workers(args.workers, settings)
     if workers is not None and args.reuse_port:
         raise ConfigError(["--reuse-port is for several separate Wardens; --workers shares one socket itself"])
@@ -105,9 +108,9 @@ def _workers(flag: str | None, settings: WardenSettings) -> int | None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from proxy.server import run_worker
+    from proxy.server import run_worker, worker_log_format
 
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, worker_log_format(Path(args.spec)))
     run_worker(Path(args.spec), args.index, args.listen_fd)
     return 0
 

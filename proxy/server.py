@@ -33,7 +33,7 @@ from proxy.state import EXCHANGE, STATE
 from proxy.tasks import TaskOwner
 from proxy.telemetry.process import orphaned
 from proxy.telemetry.wire import READY
-from proxy.tracing.logs import access_logger
+from proxy.tracing.logs import LogFormat, access_logger
 
 log = logging.getLogger("warden.server")
 
@@ -201,6 +201,12 @@ def run(
         return
     run_loop(serve(settings, reuse_port=reuse_port, on_ready=on_ready, config_path=config_path, settle=True),
              settings.server.uvloop)
+
+
+def worker_log_format(spec_path: Path) -> LogFormat:
+    """The supervisor's `server.log_format` (its `--log-format` included), so every process logs alike."""
+    fmt = json.loads(spec_path.read_text())["settings"].get("server", {}).get("log_format", "text")
+    return "json" if fmt == "json" else "text"
 
 
 def run_worker(spec_path: Path, index: int, listen_fd: int) -> None:

@@ -256,7 +256,7 @@ class Supervisor:
             path = telemetry_socket(telemetry)
             self.telemetry = Keeper("telemetry process", [
                 sys.executable, "-m", "proxy.telemetry.process", "--settings-json", telemetry.model_dump_json(),
-                "--socket", str(path), "--log-level", self.log_level,
+                "--socket", str(path), "--log-level", self.log_level, "--log-format", self.settings.server.log_format,
                 "--encryption-json", self.settings.encryption.model_dump_json()], ready_socket=path)
             await self.telemetry.start()
         scanner = self.settings.scanner

@@ -49,6 +49,7 @@ from proxy.telemetry.wire import (
     read_frame,
 )
 from proxy.telemetry.writer import Row, TelemetryWriter
+from proxy.tracing.logs import configure
 
 log = logging.getLogger("warden.telemetry.process")
 
@@ -195,11 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings-json", required=True, help="the telemetry section, as JSON")
     parser.add_argument("--socket", required=True)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
     parser.add_argument("--encryption-json", help="the encryption section, as JSON: this process reads the "
                         "data key itself (its own environment, file or KMS command) to seal its spool")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(args.log_level, args.log_format)
     settings = TelemetrySettings.model_validate_json(args.settings_json)
     encryption = EncryptionSettings.model_validate_json(args.encryption_json or "{}")
     try:

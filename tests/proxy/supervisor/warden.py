@@ -23,21 +23,23 @@ from tests.support.procs import Child, _spawn, start_fault_upstream
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def start_supervised(cwd: Path, config: dict[str, Any], workers: int = 2, timeout: float = 90.0) -> Child:
+def start_supervised(cwd: Path, config: dict[str, Any], workers: int = 2, timeout: float = 90.0,
+                     flags: tuple[str, ...] = ()) -> Child:
     """Ready when /readyz says every process is up."""
     port = free_port()
     (cwd / "warden.yaml").write_text(yaml.safe_dump({**config, "listen": {"host": "127.0.0.1", "port": port}}))
-    cmd = [sys.executable, "-m", "proxy.cli", "serve", "--config", "warden.yaml", "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "proxy.cli", "serve", "--config", "warden.yaml", "--workers", str(workers), *flags]
     return _spawn(cmd, cwd, "warden", "/readyz", f"http://127.0.0.1:{port}", timeout)
 
 
 @contextmanager
-def supervised(cwd: Path, extra: dict[str, Any] | None = None, workers: int = 2) -> Iterator[tuple[Child, Child]]:
+def supervised(cwd: Path, extra: dict[str, Any] | None = None, workers: int = 2,
+               flags: tuple[str, ...] = ()) -> Iterator[tuple[Child, Child]]:
     """A fault upstream and a supervised Warden in front of it; both stopped at the end."""
     upstream = start_fault_upstream(cwd)
     config = {"upstreams": [{"name": "main", "models": ["*"], "backends": [{"url": upstream.url}]}], **(extra or {})}
     try:
-        warden = start_supervised(cwd, config, workers)
+        warden = start_supervised(cwd, config, workers, flags=flags)
     except BaseException:
         upstream.kill()
         raise
