@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import yaml
 from pydantic import ValidationError
 
+from detectors.runtime.logs import formatter
 from detectors.runtime.settings import ScannerSettings
 
 if TYPE_CHECKING:
@@ -74,8 +75,12 @@ def main(argv: list[str] | None = None, prog: str = "warden scanner") -> int:
     parser.add_argument("--socket", help="Unix socket path (overrides the config)")
     parser.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of the Unix socket")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="log lines as text or one JSON object each (warden serve passes server.log_format)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(args.log_format))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     # OpenMP's busy-wait makes a forward pass several times slower when the cores are shared (as on a
     # sidecar host); measured in bench/scanner.py. Set before torch loads; the environment still wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -16,6 +16,7 @@ import sys
 import time
 
 from detectors.runtime.client import ScannerClient, ScannerError
+from detectors.runtime.logs import LogFormat
 from detectors.runtime.settings import ScannerSettings
 
 log = logging.getLogger("warden.scanner.supervisor")
@@ -25,8 +26,9 @@ class ScannerStartError(RuntimeError):
     pass
 
 
-def scanner_command(settings: ScannerSettings) -> list[str]:
-    return [sys.executable, "-m", "detectors.runtime", "--settings-json", settings.model_dump_json()]
+def scanner_command(settings: ScannerSettings, log_format: LogFormat = "text") -> list[str]:
+    return [sys.executable, "-m", "detectors.runtime", "--settings-json", settings.model_dump_json(),
+            "--log-format", log_format]
 
 
 class _Worker:
@@ -41,11 +43,12 @@ class _Worker:
 
 
 class ScannerSupervisor:
-    def __init__(self, settings: ScannerSettings, command: list[str] | None = None) -> None:
+    def __init__(self, settings: ScannerSettings, command: list[str] | None = None,
+                 log_format: LogFormat = "text") -> None:
         self.settings = settings
-        self.command = command or scanner_command(settings.worker(0))
+        self.command = command or scanner_command(settings.worker(0), log_format)
         self._workers = [_Worker(settings.worker(0), self.command)]
-        self._workers += [_Worker(settings.worker(i), scanner_command(settings.worker(i)))
+        self._workers += [_Worker(settings.worker(i), scanner_command(settings.worker(i), log_format))
                           for i in range(1, settings.workers)]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False

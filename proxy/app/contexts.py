@@ -125,7 +125,8 @@ def scanner_ctx(state: ProxyState, supervised: bool = False) -> Context:
             log.warning("scanner not started (%s): no detector will run", reason)
             yield
             return
-        supervisor = ScannerSupervisor(settings) if settings.mode == "managed" and not supervised else None
+        supervisor = (ScannerSupervisor(settings, log_format=state.settings.server.log_format)
+                      if settings.mode == "managed" and not supervised else None)
         if supervisor is not None:
             await supervisor.start()  # returns once models are loaded and warmed up
         state.scanner = ScannerClient(settings.address, settings.call_timeout_s)

@@ -261,7 +261,7 @@ class Supervisor:
             await self.telemetry.start()
         scanner = self.settings.scanner
         if scanner.mode == "managed" and scanner.models:
-            self.scanner = ScannerSupervisor(scanner)
+            self.scanner = ScannerSupervisor(scanner, log_format=self.settings.server.log_format)
             await self.scanner.start()
         spec = self._spec()
         for index, sock in enumerate(self.sockets):

@@ -10,20 +10,20 @@ access line names the key by its public id only.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-LogFormat = Literal["text", "json"]
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from detectors.runtime.logs import TEXT_FORMAT, JsonLines, LogFormat
+
+__all__ = ["CURRENT", "TEXT_FORMAT", "JsonFormatter", "LogFormat", "access_logger", "configure"]
+
 
 
 class Current(Protocol):
@@ -61,34 +61,20 @@ class _Verdict(Protocol):
 CURRENT: ContextVar[Current | None] = ContextVar("warden_current_request", default=None)
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line; `extra={"fields": {...}}` adds fields (the access line's)."""
+class JsonFormatter(JsonLines):
+    """One JSON object per line (detectors/runtime/logs.py), with the request being handled."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+    def context(self) -> dict[str, Any]:
         current = CURRENT.get()
-        if current is not None:
-            out["request_id"] = current.request_id
-            out["tenant"] = current.tenant
-            if current.model:
-                out["model"] = current.model
-            trace_id = current.trace.trace_id if current.trace is not None else None
-            if trace_id:
-                out["trace_id"] = trace_id
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            out.update(fields)
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            out["exc_type"] = type(exc).__name__
-            out["exc_message"] = str(exc)
-            out["exc_stack"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        if current is None:
+            return {}
+        out: dict[str, Any] = {"request_id": current.request_id, "tenant": current.tenant}
+        if current.model:
+            out["model"] = current.model
+        trace_id = current.trace.trace_id if current.trace is not None else None
+        if trace_id:
+            out["trace_id"] = trace_id
+        return out
 
 
 class _WardenHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -62,14 +62,18 @@ async def test_sighup_reloads_every_worker_and_sigterm_drains_what_is_in_flight(
     assert "draining 2 workers" in warden.log()
 
 
-def test_log_format_reaches_every_process(tmp_path: Path) -> None:
-    """`--log-format json` on the command line: the supervisor, each worker (their access lines too)
-    and the telemetry process all write one JSON object a line."""
-    with supervised(tmp_path, {"server": {"access_log": True}}, flags=("--log-format", "json")) as (warden, _):
+def test_log_format_reaches_every_process(tmp_path: Path, classifier_dir: Path) -> None:
+    """`--log-format json` on the command line: the supervisor, each worker (their access lines too),
+    the telemetry process and the scanner all write one JSON object a line."""
+    scanner = {"torch_threads": 1, "models": [{"task": "toxicity", "kind": "classifier", "path": str(classifier_dir),
+                                               "device": "cpu"}]}
+    with supervised(tmp_path, {"server": {"access_log": True}, "scanner": scanner},
+                    flags=("--log-format", "json")) as (warden, _):
         for _ in range(4):  # fresh connections: both workers answer some
             assert _fresh_connection_chat(warden.url) == 200
     lines = [line for line in warden.log().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # a text line would not parse
     loggers = {r["logger"] for r in records}
-    assert {"warden.supervisor", "warden.server", "warden.access", "warden.telemetry.process"} <= loggers
+    assert {"warden.supervisor", "warden.server", "warden.access", "warden.telemetry.process",
+            "warden.scanner"} <= loggers
     assert sum(r["message"].startswith("Warden listening") and r["logger"] == "warden.server" for r in records) == 2
