@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from tests.proxy.conftest import ProxyFactory, UpstreamFactory, proxy_config
+
+
+def with_scanner(config: dict[str, Any], tmp_path: Path, classifier_dir: Path) -> dict[str, Any]:
+    """The config with a managed scanner running the tiny toxicity classifier."""
+    config["scanner"] = {"socket": str(tmp_path / "s.sock"), "torch_threads": 1,
+                         "models": [{"task": "toxicity", "kind": "classifier", "path": str(classifier_dir),
+                                     "device": "cpu"}]}
+    return config
 
 
 async def test_managed_scanner_starts_with_the_proxy_and_stops_with_it(
@@ -14,10 +23,7 @@ async def test_managed_scanner_starts_with_the_proxy_and_stops_with_it(
     http: aiohttp.ClientSession,
 ) -> None:
     up = await make_upstream()
-    config = proxy_config([up.url])
-    config["scanner"] = {"socket": str(tmp_path / "s.sock"), "torch_threads": 1,
-                         "models": [{"task": "toxicity", "kind": "classifier", "path": str(classifier_dir),
-                                     "device": "cpu"}]}
+    config = with_scanner(proxy_config([up.url]), tmp_path, classifier_dir)
     proxy = await make_proxy(config)
     scanner = proxy.state.scanner
     assert scanner is not None
@@ -42,10 +48,7 @@ async def test_a_repeated_message_is_answered_from_the_cache(
     http: aiohttp.ClientSession,
 ) -> None:
     up = await make_upstream()
-    config = proxy_config([up.url])
-    config["scanner"] = {"socket": str(tmp_path / "s.sock"), "torch_threads": 1,
-                         "models": [{"task": "toxicity", "kind": "classifier", "path": str(classifier_dir),
-                                     "device": "cpu"}]}
+    config = with_scanner(proxy_config([up.url]), tmp_path, classifier_dir)
     config["detectors"] = [{"name": "tox", "type": "scanner", "task": "toxicity", "directions": ["request"]}]
     proxy = await make_proxy(config)
 
@@ -76,10 +79,7 @@ async def test_a_stream_s_windows_are_not_kept_in_the_findings_cache(
 ) -> None:
     up = await make_upstream()
     up.script.pieces = [f"part {i} of a long streamed answer about bread. " for i in range(12)]
-    config = proxy_config([up.url])
-    config["scanner"] = {"socket": str(tmp_path / "s.sock"), "torch_threads": 1,
-                         "models": [{"task": "toxicity", "kind": "classifier", "path": str(classifier_dir),
-                                     "device": "cpu"}]}
+    config = with_scanner(proxy_config([up.url]), tmp_path, classifier_dir)
     config["detectors"] = [{"name": "tox", "type": "scanner", "task": "toxicity"}]
     config["policy"] = {"stream_window_chars": 64}
     proxy = await make_proxy(config)
