@@ -108,14 +108,26 @@ TEXT_CHARS = 240
 
 
 def text_for(parts: tuple[str, ...], k: int) -> str:
-    """The k-th text of ~240 characters: sentences picked by k's digits in base len(parts)."""
+    """The k-th text of ~240 characters: sentences picked by k's digits in base len(parts). Three sentences
+    give n**3 texts (4,096); past them a lowercase tag ("(ref bq)") keeps every k's text its own, so no
+    text recurs in a run and the findings cache has nothing to answer that a user would not resend."""
     n = len(parts)
     out: list[str] = []
     step = 0
     while sum(len(p) + 1 for p in out) < TEXT_CHARS - 40:
         out.append(parts[(k // n ** step + 5 * step) % n])
         step += 1
+    if rest := k // n ** step:
+        out.append(f"(ref {_letters(rest)})")
     return " ".join(out)
+
+
+def _letters(value: int) -> str:
+    word = ""
+    while value:
+        value, digit = divmod(value, 26)
+        word += "abcdefghijklmnopqrstuvwxyz"[digit]
+    return word
 
 
 # -- children: the upstream and the load generator ---------------------------------------------------

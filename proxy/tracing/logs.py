@@ -25,7 +25,6 @@ from detectors.runtime.logs import TEXT_FORMAT, JsonLines, LogFormat
 __all__ = ["CURRENT", "TEXT_FORMAT", "JsonFormatter", "LogFormat", "access_logger", "configure"]
 
 
-
 class Current(Protocol):
     """The request record (proxy/exchange.py) as log lines read it."""
 
