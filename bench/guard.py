@@ -24,7 +24,7 @@ batch size. The saturation rate is the first rate whose added p99 exceeds 50 ms 
 requests). Rounds are interleaved (round 1 of every target at every rate, then round 2), so a noisy
 minute on a shared machine hits all targets alike; the spread between rounds is printed.
 
-    .venv/bin/python -m bench.guard                       # ~8 minutes; JSON to bench/results/guard.json
+    .venv/bin/python -m bench.guard                       # ~9 minutes; JSON to bench/results/guard.json
     .venv/bin/python -m bench.guard --only off,guard --rates 50 --rounds 1 --label quick --out /tmp/g.json
     .venv/bin/python -m bench.guard --history 8 --only guard,guard-nocache --rates 5,10,20 --label history-8
 """
