@@ -38,7 +38,7 @@ class ScannerOptions(ScannerTaskOptions):
                                   "spaced letters joined; the max wins")
     threat_rules: bool = Field(True, description="scores with a `threat` label: the threat rules join the model "
                                "(threat = max of both; toxicity raised to the rules' score)")
-    cache_entries: int = Field(16384, ge=0, description="findings of this many distinct texts are kept (keyed by a "
+    cache_entries: int = Field(65536, ge=0, description="findings of this many distinct texts are kept (keyed by a "
                                "hash: no text is kept), so a text seen again (earlier turns of a conversation, an "
                                "agent's context, a shared system prompt) is not scanned again; 0: off")
 
