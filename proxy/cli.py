@@ -108,10 +108,9 @@ def _workers(flag: str | None, settings: WardenSettings) -> int | None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from proxy.server import run_worker, worker_log_format
+    from proxy.server import run_worker
 
-    _setup_logging(args.log_level, worker_log_format(Path(args.spec)))
-    run_worker(Path(args.spec), args.index, args.listen_fd)
+    run_worker(Path(args.spec), args.index, args.listen_fd, args.log_level)
     return 0
 
 

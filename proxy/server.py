@@ -33,7 +33,7 @@ from proxy.state import EXCHANGE, STATE
 from proxy.tasks import TaskOwner
 from proxy.telemetry.process import orphaned
 from proxy.telemetry.wire import READY
-from proxy.tracing.logs import LogFormat, access_logger
+from proxy.tracing.logs import access_logger, configure
 
 log = logging.getLogger("warden.server")
 
@@ -203,16 +203,12 @@ def run(
              settings.server.uvloop)
 
 
-def worker_log_format(spec_path: Path) -> LogFormat:
-    """The supervisor's `server.log_format` (its `--log-format` included), so every process logs alike."""
-    fmt = json.loads(spec_path.read_text())["settings"].get("server", {}).get("log_format", "text")
-    return "json" if fmt == "json" else "text"
-
-
-def run_worker(spec_path: Path, index: int, listen_fd: int) -> None:
-    """`warden worker`: one proxy worker, started by the supervisor with its settings and listening socket."""
+def run_worker(spec_path: Path, index: int, listen_fd: int, log_level: str = "info") -> None:
+    """`warden worker`: one proxy worker, started by the supervisor with its settings and listening socket.
+    It logs in the supervisor's `server.log_format` (its `--log-format` included), as every process does."""
     spec = json.loads(spec_path.read_text())
     settings = build_settings(spec["settings"])
+    configure(log_level, settings.server.log_format)
     config_path = Path(spec["config_path"]) if spec["config_path"] else None
     run_dir = Path(spec["run_dir"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops its workers itself, in order

@@ -191,10 +191,10 @@ class HFRunner:
         made = self._encode_cut(todo) if todo else []
         if shared is not None:
             shared.offer(id(self), todo, made)
-        if todo is texts:
+        if found is None or todo is texts:
             return made
         rest = iter(made)
-        return [ids if ids is not None else next(rest) for ids in found]  # type: ignore[union-attr]
+        return [ids if ids is not None else next(rest) for ids in found]
 
     def _encode_cut(self, texts: list[str]) -> list[list[int]]:
         """`_encode` of texts cut near the budget first; a cut that fell short of the budget (very
